@@ -1,0 +1,145 @@
+//! A plain interleaved f32 image, the currency between the plugin, the cache, the pipeline and the CLI.
+//!
+//! Pixels are stored row-major, top row first, `channels` values per pixel. Values are nominally in [0, 1]
+//! (display-referred, sRGB-encoded unless a caller says otherwise); nothing here clamps silently except the
+//! 8/16-bit writers, which must.
+
+use std::path::Path;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error("cannot read image {path}: {source}")]
+    Read { path: String, source: image::ImageError },
+    #[error("cannot write image {path}: {source}")]
+    Write { path: String, source: image::ImageError },
+    #[error("image buffer has {got} values, expected {width}x{height}x{channels} = {expected}")]
+    BadLength { width: usize, height: usize, channels: usize, got: usize, expected: usize },
+    #[error("unsupported channel count {0} (expected 3 or 4)")]
+    Channels(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageF32 {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub data: Vec<f32>,
+}
+
+impl ImageF32 {
+    pub fn new(width: usize, height: usize, channels: usize) -> Self {
+        Self { width, height, channels, data: vec![0.0; width * height * channels] }
+    }
+
+    pub fn from_vec(width: usize, height: usize, channels: usize, data: Vec<f32>) -> Result<Self, ImageError> {
+        let expected = width * height * channels;
+        if data.len() != expected {
+            return Err(ImageError::BadLength { width, height, channels, got: data.len(), expected });
+        }
+        Ok(Self { width, height, channels, data })
+    }
+
+    #[inline]
+    pub fn pixel(&self, x: usize, y: usize) -> &[f32] {
+        let i = (y * self.width + x) * self.channels;
+        &self.data[i..i + self.channels]
+    }
+
+    #[inline]
+    pub fn pixel_mut(&mut self, x: usize, y: usize) -> &mut [f32] {
+        let i = (y * self.width + x) * self.channels;
+        &mut self.data[i..i + self.channels]
+    }
+
+    /// Drops or adds an alpha channel (added alpha is opaque).
+    pub fn to_channels(&self, channels: usize) -> Result<Self, ImageError> {
+        if !(channels == 3 || channels == 4) {
+            return Err(ImageError::Channels(channels));
+        }
+        if channels == self.channels {
+            return Ok(self.clone());
+        }
+        let mut out = Self::new(self.width, self.height, channels);
+        for (src, dst) in self.data.chunks_exact(self.channels).zip(out.data.chunks_exact_mut(channels)) {
+            dst[..3].copy_from_slice(&src[..3]);
+            if channels == 4 {
+                dst[3] = 1.0;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a PNG (8 or 16 bit, any colour type) as RGB or RGBA in [0, 1].
+    pub fn read_png(path: &Path) -> Result<Self, ImageError> {
+        let dynimg = image::open(path).map_err(|source| ImageError::Read { path: path.display().to_string(), source })?;
+        let has_alpha = dynimg.color().has_alpha();
+        if has_alpha {
+            let buf = dynimg.to_rgba32f();
+            let (w, h) = buf.dimensions();
+            Ok(Self { width: w as usize, height: h as usize, channels: 4, data: buf.into_raw() })
+        } else {
+            let buf = dynimg.to_rgb32f();
+            let (w, h) = buf.dimensions();
+            Ok(Self { width: w as usize, height: h as usize, channels: 3, data: buf.into_raw() })
+        }
+    }
+
+    /// Writes an 8-bit PNG. Values are clamped to [0, 1] and rounded to nearest, so the same image always
+    /// produces the same bytes.
+    pub fn write_png(&self, path: &Path) -> Result<(), ImageError> {
+        let bytes: Vec<u8> = self.data.iter().map(|&v| to_u8(v)).collect();
+        let color = match self.channels {
+            3 => image::ExtendedColorType::Rgb8,
+            4 => image::ExtendedColorType::Rgba8,
+            c => return Err(ImageError::Channels(c)),
+        };
+        image::save_buffer(path, &bytes, self.width as u32, self.height as u32, color)
+            .map_err(|source| ImageError::Write { path: path.display().to_string(), source })
+    }
+}
+
+/// [0,1] float → 8-bit code value, round-to-nearest; NaN maps to 0 so a bad pixel can never panic a cast.
+#[inline]
+pub fn to_u8(v: f32) -> u8 {
+    if v.is_nan() { 0 } else { (v.clamp(0.0, 1.0) * 255.0).round() as u8 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_u8_rounds_and_clamps() {
+        assert_eq!(to_u8(0.0), 0);
+        assert_eq!(to_u8(1.0), 255);
+        assert_eq!(to_u8(0.5), 128);
+        assert_eq!(to_u8(-3.0), 0);
+        assert_eq!(to_u8(7.0), 255);
+        assert_eq!(to_u8(f32::NAN), 0);
+        assert_eq!(to_u8(1.0 / 255.0 * 17.49), 17);
+    }
+
+    #[test]
+    fn png_round_trip_is_exact_for_code_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut img = ImageF32::new(5, 3, 4);
+        for (i, v) in img.data.iter_mut().enumerate() {
+            *v = ((i * 37) % 256) as f32 / 255.0;
+        }
+        let p = dir.path().join("x.png");
+        img.write_png(&p).unwrap();
+        let back = ImageF32::read_png(&p).unwrap();
+        assert_eq!((back.width, back.height, back.channels), (5, 3, 4));
+        for (a, b) in img.data.iter().zip(&back.data) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn from_vec_rejects_wrong_length() {
+        let e = ImageF32::from_vec(2, 2, 3, vec![0.0; 11]).unwrap_err();
+        assert_eq!(e.to_string(), "image buffer has 11 values, expected 2x2x3 = 12");
+    }
+}
