@@ -1,1 +1,254 @@
-fn main() {}
+//! `svd-inbetween`: generate in-between frames from the command line (farms, scripts, tests), and `doctor`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use svd_inbetween::image::ImageF32;
+use svd_inbetween::pipeline::manifest::{load_and_verify, sha256_file};
+use svd_inbetween::pipeline::noise::write_npy_f32;
+use svd_inbetween::pipeline::{CancelToken, Engine, Fusion, GenerateParams, NoiseSource, Progress, Stage};
+use svd_inbetween::runtime::{self, DevicePreference};
+
+#[derive(Parser)]
+#[command(name = "svd-inbetween", version, about = "Generative in-betweening with Stable Video Diffusion on ONNX Runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the frames between two keyframes (frame_000.png is A's side, the last is B's).
+    Generate(GenerateArgs),
+    /// Report the ONNX Runtime library, providers, GPU, model package integrity, and run a one-step smoke test.
+    Doctor {
+        #[arg(long)]
+        models: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: DevicePreference,
+    },
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    models: PathBuf,
+    #[arg(long = "from")]
+    from: PathBuf,
+    #[arg(long = "to")]
+    to: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 50)]
+    steps: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 5)]
+    noise_injection_steps: u32,
+    #[arg(long, default_value_t = 0.5)]
+    noise_injection_ratio: f32,
+    #[arg(long = "motion-bucket", default_value_t = 127.0)]
+    motion_bucket: f32,
+    #[arg(long, default_value_t = 7.0)]
+    fps: f32,
+    #[arg(long = "noise-aug", default_value_t = 0.02)]
+    noise_aug: f32,
+    #[arg(long = "guidance-min", default_value_t = 1.0)]
+    guidance_min: f32,
+    #[arg(long = "guidance-max", default_value_t = 3.0)]
+    guidance_max: f32,
+    #[arg(long, default_value = "average")]
+    fusion: Fusion,
+    #[arg(long = "decode-chunk")]
+    decode_chunk: Option<usize>,
+    /// Output size WxH; must be the model package's size (its graphs are exported for one size).
+    #[arg(long)]
+    size: Option<String>,
+    #[arg(long, default_value = "auto")]
+    device: DevicePreference,
+    #[arg(long = "save-noise", conflicts_with = "load_noise")]
+    save_noise: Option<PathBuf>,
+    #[arg(long = "load-noise")]
+    load_noise: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => generate(a),
+        Command::Doctor { models, device } => doctor(models.as_deref(), device),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("svd-inbetween: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("size '{s}' is not WxH"))?;
+    let w: usize = w.trim().parse().map_err(|_| format!("size '{s}' is not WxH"))?;
+    let h: usize = h.trim().parse().map_err(|_| format!("size '{s}' is not WxH"))?;
+    if w == 0 || h == 0 || w % 64 != 0 || h % 64 != 0 {
+        return Err(format!("size {w}x{h} is not a multiple of 64"));
+    }
+    Ok((w, h))
+}
+
+fn load_keyframe(path: &Path, w: usize, h: usize) -> Result<ImageF32, String> {
+    let img = ImageF32::read_png(path).map_err(|e| e.to_string())?;
+    let img = img.to_channels(3).map_err(|e| e.to_string())?;
+    if img.width == w && img.height == h {
+        return Ok(img);
+    }
+    eprintln!("note: resizing {} from {}x{} to the model size {w}x{h} (Catmull-Rom)", path.display(), img.width, img.height);
+    Ok(svd_inbetween::image::resize(&img, w, h))
+}
+
+fn generate(a: GenerateArgs) -> Result<(), String> {
+    let params = GenerateParams {
+        steps: a.steps,
+        seed: a.seed,
+        noise_injection_steps: a.noise_injection_steps,
+        noise_injection_ratio: a.noise_injection_ratio,
+        motion_bucket_id: a.motion_bucket,
+        fps: a.fps,
+        noise_aug_strength: a.noise_aug,
+        min_guidance_scale: a.guidance_min,
+        max_guidance_scale: a.guidance_max,
+        fusion: a.fusion,
+        decode_chunk_frames: a.decode_chunk,
+    };
+    params.validate().map_err(|e| e.to_string())?;
+    let requested = a.size.as_deref().map(parse_size).transpose()?;
+    // Cheap checks first: a bad image should not wait for model loading.
+    for p in [&a.from, &a.to] {
+        ImageF32::read_png(p).map_err(|e| e.to_string())?;
+    }
+    let t_load = Instant::now();
+    let engine = Engine::load(&a.models, a.device).map_err(|e| e.to_string())?;
+    let load_seconds = t_load.elapsed().as_secs_f64();
+    let m = engine.manifest();
+    if let Some((w, h)) = requested {
+        if (w, h) != (m.width, m.height) {
+            return Err(format!("size {w}x{h} differs from the model package's {}x{} (export a package at that size)", m.width, m.height));
+        }
+    }
+    let from = load_keyframe(&a.from, m.width, m.height)?;
+    let to = load_keyframe(&a.to, m.width, m.height)?;
+    eprintln!("provider: {}", engine.provider());
+    let noise = match &a.load_noise {
+        Some(d) => NoiseSource::Replay(d.clone()),
+        None => NoiseSource::Seeded(a.seed),
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(params.unet_calls() as u64 + 2);
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg:8} [{bar:40}] {pos}/{len} UNet calls, eta {eta}").unwrap());
+        Some(b)
+    } else {
+        None
+    };
+    let mut last_pct = -1i64;
+    let mut on_progress = |p: &Progress| {
+        let msg = match p.stage {
+            Stage::Encode => "encode",
+            Stage::Denoise => "denoise",
+            Stage::Decode => "decode",
+        };
+        if let Some(b) = &bar {
+            b.set_message(msg);
+            b.set_position((p.fraction() * b.length().unwrap_or(1) as f64).round() as u64);
+        } else {
+            let pct = (p.fraction() * 100.0) as i64;
+            if pct / 10 != last_pct / 10 {
+                eprintln!("{msg}: {}/{} UNet calls ({pct}%)", p.unet_calls_done, p.unet_calls_total);
+                last_pct = pct;
+            }
+        }
+    };
+    let cancel = CancelToken::new();
+    let t0 = Instant::now();
+    let generation = engine
+        .generate(&from, &to, &params, &noise, a.save_noise.as_deref(), &mut on_progress, &cancel)
+        .map_err(|e| e.to_string())?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let total_seconds = t0.elapsed().as_secs_f64();
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
+    for (i, f) in generation.frames.iter().enumerate() {
+        f.write_png(&a.out.join(format!("frame_{i:03}.png"))).map_err(|e| e.to_string())?;
+    }
+    write_npy_f32(&a.out.join("latents.npy"), &generation.latent_shape, &generation.latents).map_err(|e| e.to_string())?;
+    let frames: Vec<f32> = generation.frames.iter().flat_map(|f| f.data.iter().copied()).collect();
+    write_npy_f32(&a.out.join("frames.npy"), &[generation.frames.len(), m.height, m.width, 3], &frames).map_err(|e| e.to_string())?;
+    let summary = serde_json::json!({
+        "provider": engine.provider(),
+        "onnxruntime": engine.runtime(),
+        "models": {"dir": engine.models_dir(), "name": m.name, "manifest_sha256": engine.manifest_sha256(),
+                   "frames": m.num_frames, "width": m.width, "height": m.height, "dtype": m.dtype},
+        "params": params,
+        "noise": match &a.load_noise { Some(d) => format!("replayed from {}", d.display()), None => format!("seed {}", a.seed) },
+        "unet_calls": generation.stats.unet_calls,
+        "seconds": {"load": load_seconds, "encode": generation.stats.encode_seconds, "denoise": generation.stats.denoise_seconds,
+                    "decode": generation.stats.decode_seconds, "total_generate": total_seconds},
+        "peak_rss_bytes": peak_rss_bytes(),
+    });
+    std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap() + "\n")
+        .map_err(|e| format!("cannot write summary.json: {e}"))?;
+    eprintln!("wrote {} frames to {} in {:.1} s ({} UNet calls)", generation.frames.len(), a.out.display(), total_seconds, generation.stats.unet_calls);
+    Ok(())
+}
+
+/// VmHWM: the process's peak resident set, which includes ONNX Runtime's CPU arena.
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn doctor(models: Option<&Path>, device: DevicePreference) -> Result<(), String> {
+    println!("ONNX Runtime candidates (first that loads wins):");
+    for c in runtime::candidate_libraries(None) {
+        println!("  {} [{}]{}", c.path.display(), c.origin, if c.path.exists() { "" } else { " (missing)" });
+    }
+    let (_, info) = runtime::environment(None).map_err(|e| e.to_string())?;
+    println!("loaded: {}", info.library.display());
+    println!("version: {}", info.version);
+    println!("CUDA provider compiled in: {}", runtime::cuda_compiled_in());
+    match std::process::Command::new("nvidia-smi").args(["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]).output() {
+        Ok(o) if o.status.success() => println!("GPU: {}", String::from_utf8_lossy(&o.stdout).trim()),
+        _ => println!("GPU: none found (nvidia-smi unavailable)"),
+    }
+    let Some(dir) = models else {
+        println!("models: not checked (pass --models DIR)");
+        return Ok(());
+    };
+    let pkg = load_and_verify(dir).map_err(|e| e.to_string())?;
+    for (name, f) in &pkg.manifest.files {
+        let got = sha256_file(&dir.join(name)).map_err(|e| e.to_string())?;
+        println!("  {name}: {} bytes, sha256 ok ({}…)", f.bytes, &got[..12]);
+    }
+    println!("models: {} ({}x{}, {} frames, {}) verified", pkg.manifest.name, pkg.manifest.width, pkg.manifest.height, pkg.manifest.num_frames, pkg.manifest.dtype);
+    let engine = Engine::load(dir, device).map_err(|e| e.to_string())?;
+    println!("provider: {}", engine.provider());
+    let m = engine.manifest();
+    let grey = ImageF32::from_vec(m.width, m.height, 3, vec![0.5; m.width * m.height * 3]).unwrap();
+    let p = GenerateParams { steps: 1, noise_injection_steps: 0, ..Default::default() };
+    let t = Instant::now();
+    let g = engine.generate(&grey, &grey, &p, &NoiseSource::Seeded(0), None, &mut |_| {}, &CancelToken::new()).map_err(|e| e.to_string())?;
+    let finite = g.frames.iter().all(|f| f.data.iter().all(|v| v.is_finite()));
+    println!("smoke run: 1 step, {} frames in {:.2} s, finite: {finite}", g.frames.len(), t.elapsed().as_secs_f64());
+    if !finite {
+        return Err("smoke run produced non-finite values".into());
+    }
+    println!("doctor: all checks passed");
+    Ok(())
+}

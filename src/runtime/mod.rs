@@ -1,1 +1,198 @@
-//! Placeholder: filled in by the runtime work.
+//! ONNX Runtime, loaded at run time (`ort` with `load-dynamic`): finding the library, the one process-wide
+//! environment, and sessions on the best execution provider the user allows.
+//!
+//! Why load-dynamic: the plugin ships inside a host (Resolve, Natron) that may carry its own onnxruntime; loading
+//! ours by absolute path with RTLD_LOCAL keeps the two apart (research/ort.md §4.3), and the `.ofx` has no
+//! link-time dependency, so a missing runtime is a clear message instead of a host that fails to load the plugin.
+
+mod locate;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider};
+use ort::logging::LogLevel;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use thiserror::Error;
+
+pub use locate::{candidate_libraries, plugin_directory};
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("ONNX Runtime library not found. Tried:\n{tried}\nInstall it with `pip install onnxruntime==1.31.1` (or onnxruntime-gpu), put it in the bundle's Contents/Linux-x86-64/lib/, or set SVD_INBETWEEN_ORT_LIB to libonnxruntime.so")]
+    LibraryNotFound { tried: String },
+    #[error("ONNX Runtime environment could not be created: {0}")]
+    Environment(String),
+    #[error("CUDA was requested but is not usable: {0}")]
+    CudaUnavailable(String),
+    #[error("cannot load model {path}: {message}")]
+    Session { path: String, message: String },
+}
+
+/// Which execution provider the user allows. `Auto` tries CUDA and falls back to the CPU, saying why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DevicePreference {
+    #[default]
+    Auto,
+    Cuda,
+    Cpu,
+}
+
+impl std::str::FromStr for DevicePreference {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cuda" | "gpu" => Ok(Self::Cuda),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(format!("unknown device '{other}' (expected auto, cuda or cpu)")),
+        }
+    }
+}
+
+/// The provider a session really runs on, and why it is not CUDA when it is not.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProviderInfo {
+    pub provider: String,
+    pub fallback_reason: Option<String>,
+}
+
+impl ProviderInfo {
+    pub fn is_cuda(&self) -> bool {
+        self.provider == "CUDAExecutionProvider"
+    }
+}
+
+impl std::fmt::Display for ProviderInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fallback_reason {
+            None => write!(f, "{}", self.provider),
+            Some(r) => write!(f, "{} ({r})", self.provider),
+        }
+    }
+}
+
+/// The loaded runtime: library path and version string.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RuntimeInfo {
+    pub library: PathBuf,
+    pub version: String,
+}
+
+struct Loaded {
+    env: Environment,
+    info: RuntimeInfo,
+}
+
+static RUNTIME: OnceLock<Result<Loaded, String>> = OnceLock::new();
+/// Serialises the first initialisation so two render threads cannot race `ort::init_from` (the first call wins
+/// inside ort, and a second environment is refused for the life of the process).
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// The process-wide environment, created on first use from the first library that loads. `explicit` (a user
+/// setting) is tried first; it only has an effect on the first successful call, by ONNX Runtime's own rules.
+pub fn environment(explicit: Option<&Path>) -> Result<(&'static Environment, &'static RuntimeInfo), RuntimeError> {
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let loaded = RUNTIME.get_or_init(|| load(explicit));
+    match loaded {
+        Ok(l) => Ok((&l.env, &l.info)),
+        Err(e) => Err(RuntimeError::Environment(e.clone())),
+    }
+}
+
+fn load(explicit: Option<&Path>) -> Result<Loaded, String> {
+    let mut tried = Vec::new();
+    for candidate in candidate_libraries(explicit) {
+        if !candidate.path.exists() {
+            tried.push(format!("  {} ({}): no such file", candidate.path.display(), candidate.origin));
+            continue;
+        }
+        match ort::init_from(&candidate.path) {
+            Ok(builder) => {
+                let env = builder
+                    .with_name("svd-inbetween")
+                    .with_telemetry(false)
+                    .build()
+                    .map_err(|e| format!("{e}"))?;
+                env.set_log_level(LogLevel::Warning);
+                let version = ort::info().to_string();
+                log::info!("ONNX Runtime loaded from {} ({})", candidate.path.display(), candidate.origin);
+                return Ok(Loaded { env, info: RuntimeInfo { library: candidate.path, version } });
+            }
+            Err(e) => tried.push(format!("  {} ({}): {}", candidate.path.display(), candidate.origin, describe_load_error(&e))),
+        }
+    }
+    Err(RuntimeError::LibraryNotFound { tried: tried.join("\n") }.to_string())
+}
+
+/// libloading's Display for a dlopen failure is just "dlopen failed"; the useful dlerror() text is its source.
+fn describe_load_error(e: &ort::LoadDynamicError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    if let ort::LoadDynamicError::Dlopen { error, .. } = e {
+        if let Some(inner) = std::error::Error::source(error) {
+            s.push_str(": ");
+            s.push_str(&inner.to_string());
+        }
+    }
+    s
+}
+
+/// Whether this ONNX Runtime build has the CUDA provider compiled in (the CPU wheel does not).
+pub fn cuda_compiled_in() -> bool {
+    <ep::CUDA as ExecutionProvider>::is_available().unwrap_or(false)
+}
+
+/// Builds a session for one model file. With `Auto`, CUDA registration failures fall back to the CPU and the
+/// reason is returned; with `Cuda` they are errors. Registration is done with `error_on_failure` because ort's
+/// default silently runs on the CPU (research/ort.md §2).
+pub fn create_session(env: &Environment, model: &Path, pref: DevicePreference) -> Result<(Session, ProviderInfo), RuntimeError> {
+    let session_err = |message: String| RuntimeError::Session { path: model.display().to_string(), message };
+    let cpu_builder = || -> Result<_, RuntimeError> {
+        let b = Session::builder(env).map_err(|e| session_err(e.to_string()))?;
+        let b = b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(|e| session_err(e.to_string()))?;
+        // Hosts run their own thread pools; spinning ORT workers would steal their cores between our calls.
+        let b = b.with_intra_op_spinning(false).map_err(|e| session_err(e.to_string()))?;
+        Ok(b)
+    };
+
+    let fallback_reason;
+    if pref != DevicePreference::Cpu {
+        let attempt = (|| -> Result<Session, String> {
+            if !cuda_compiled_in() {
+                return Err("this ONNX Runtime build has no CUDA provider (install onnxruntime-gpu)".into());
+            }
+            let cuda = ep::CUDA::default()
+                .with_device_id(0)
+                .with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested)
+                .with_tf32(false)
+                .build()
+                .error_on_failure();
+            let b = cpu_builder().map_err(|e| e.to_string())?;
+            let mut b = b.with_execution_providers([cuda]).map_err(|e| e.to_string())?;
+            b.commit_from_file(model).map_err(|e| e.to_string())
+        })();
+        match attempt {
+            Ok(s) => {
+                return Ok((s, ProviderInfo { provider: "CUDAExecutionProvider".into(), fallback_reason: None }));
+            }
+            Err(reason) if pref == DevicePreference::Cuda => return Err(RuntimeError::CudaUnavailable(reason)),
+            Err(reason) => {
+                log::warn!("CUDA not used for {}: {reason}; running on the CPU", model.display());
+                fallback_reason = Some(reason);
+            }
+        }
+    } else {
+        fallback_reason = Some("CPU requested".into());
+    }
+    let mut b = cpu_builder()?;
+    let s = b.commit_from_file(model).map_err(|e| session_err(e.to_string()))?;
+    Ok((s, ProviderInfo { provider: "CPUExecutionProvider".into(), fallback_reason }))
+}

@@ -1,0 +1,388 @@
+//! The engine: one ONNX Runtime session per model of a package, and `generate`, which reads top to bottom like
+//! DESIGN §4 (encode → prepare → denoise → decode).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ort::session::{RunOptions, Session};
+use ort::value::Tensor;
+
+use super::manifest::{VerifiedManifest, load_and_verify};
+use super::noise::{NoiseSource, NoiseStream};
+use super::preprocess::{clip_pixels, to_planar_pm1};
+use super::schedule::{c_in, euler_v_step, guidance_and_weights, init_noise_sigma, karras_sigmas, reinjection_std, timestep};
+use super::{GenerateParams, PipelineError};
+use crate::image::ImageF32;
+use crate::runtime::{self, DevicePreference, ProviderInfo, RuntimeInfo};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Stage {
+    Encode,
+    Denoise,
+    Decode,
+}
+
+/// Reported at least once per UNet call. `unet_calls_total` is known before the first call.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub stage: Stage,
+    pub unet_calls_done: usize,
+    pub unet_calls_total: usize,
+}
+
+impl Progress {
+    /// Overall fraction in [0, 1]; encode and decode are counted as one call each.
+    pub fn fraction(&self) -> f64 {
+        let done = match self.stage {
+            Stage::Encode => 0,
+            Stage::Denoise => 1 + self.unet_calls_done,
+            Stage::Decode => 1 + self.unet_calls_total,
+        };
+        done as f64 / (self.unet_calls_total + 2) as f64
+    }
+}
+
+/// Cancels a generation from any thread: between calls by a flag, and during a call by terminating the ONNX
+/// Runtime run in flight (ORT checks the flag between kernels; research/ort.md measured 0.3–9 ms).
+#[derive(Clone, Default)]
+pub struct CancelToken {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    running: Mutex<Option<Arc<RunOptions>>>,
+}
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        if let Some(opts) = self.inner.running.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = opts.terminate();
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<(), PipelineError> {
+        if self.is_cancelled() { Err(PipelineError::Cancelled) } else { Ok(()) }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Stats {
+    pub unet_calls: usize,
+    pub encode_seconds: f64,
+    pub denoise_seconds: f64,
+    pub decode_seconds: f64,
+}
+
+/// The result of one generation: F frames at the model's H×W (RGB, [0,1]), and the final latents (1,F,4,h,w).
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub frames: Vec<ImageF32>,
+    pub latents: Vec<f32>,
+    pub latent_shape: [usize; 5],
+    pub stats: Stats,
+}
+
+pub struct Engine {
+    package: VerifiedManifest,
+    runtime: RuntimeInfo,
+    provider: ProviderInfo,
+    image_encoder: Mutex<Session>,
+    vae_encoder: Mutex<Session>,
+    unet: Mutex<Session>,
+    vae_decoder: Mutex<Session>,
+}
+
+/// Conditioning computed once per generation.
+struct Conditioning {
+    emb: [Vec<f32>; 2],     // CLIP embeddings of A and B, (D,)
+    latents: [Vec<f32>; 2], // VAE mode latents of A and B, (4,h,w)
+    added_time_ids: [f32; 3], // [fps − 1, motion bucket, noise aug]: SVD was trained on fps − 1
+}
+
+impl Engine {
+    /// Verifies the package (manifest + sha256 of every file) and opens its four sessions.
+    pub fn load(dir: &Path, device: DevicePreference) -> Result<Self, PipelineError> {
+        Self::load_with_library(dir, device, None)
+    }
+
+    pub fn load_with_library(dir: &Path, device: DevicePreference, ort_library: Option<&Path>) -> Result<Self, PipelineError> {
+        let package = load_and_verify(dir)?;
+        let (env, info) = runtime::environment(ort_library)?;
+        let open = |role: &str| runtime::create_session(env, &package.model_path(role), device);
+        // The UNet decides where the work happens; the small models follow its provider.
+        let (unet, provider) = open("unet")?;
+        let small = if provider.is_cuda() { device } else { DevicePreference::Cpu };
+        let open_small = |role: &str| runtime::create_session(env, &package.model_path(role), small).map(|(s, _)| Mutex::new(s));
+        Ok(Self {
+            image_encoder: open_small("image_encoder")?,
+            vae_encoder: open_small("vae_encoder")?,
+            vae_decoder: open_small("vae_decoder")?,
+            unet: Mutex::new(unet),
+            runtime: info.clone(),
+            provider,
+            package,
+        })
+    }
+
+    pub fn manifest(&self) -> &super::manifest::Manifest {
+        &self.package.manifest
+    }
+
+    /// sha256 of the package's manifest.json: identifies the exact models (used in cache keys).
+    pub fn manifest_sha256(&self) -> &str {
+        &self.package.sha256
+    }
+
+    pub fn models_dir(&self) -> &PathBuf {
+        &self.package.dir
+    }
+
+    pub fn provider(&self) -> &ProviderInfo {
+        &self.provider
+    }
+
+    pub fn runtime(&self) -> &RuntimeInfo {
+        &self.runtime
+    }
+
+    /// Generates the F frames between `from` (frame 0) and `to` (frame F−1). Both must be at the model's size.
+    pub fn generate(
+        &self,
+        from: &ImageF32,
+        to: &ImageF32,
+        params: &GenerateParams,
+        noise: &NoiseSource,
+        save_noise: Option<&Path>,
+        progress: &mut dyn FnMut(&Progress),
+        cancel: &CancelToken,
+    ) -> Result<Generation, PipelineError> {
+        params.validate()?;
+        let m = &self.package.manifest;
+        for (name, img) in [("from", from), ("to", to)] {
+            if img.width != m.width || img.height != m.height || img.channels < 3 {
+                return Err(PipelineError::Input(format!(
+                    "keyframe '{name}' is {}x{} with {} channels; the models need {}x{} RGB",
+                    img.width, img.height, img.channels, m.width, m.height
+                )));
+            }
+        }
+        let opts = Arc::new(RunOptions::new().map_err(|e| PipelineError::Inference { stage: "setup", message: e.to_string() })?);
+        *cancel.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&opts));
+        let result = self.generate_inner(from, to, params, noise, save_noise, progress, cancel, &opts);
+        *cancel.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // A terminated run surfaces as an ORT error; report it as the cancellation it is.
+        match result {
+            Err(_) if cancel.is_cancelled() => Err(PipelineError::Cancelled),
+            r => r,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn generate_inner(
+        &self,
+        from: &ImageF32,
+        to: &ImageF32,
+        p: &GenerateParams,
+        noise: &NoiseSource,
+        save_noise: Option<&Path>,
+        progress: &mut dyn FnMut(&Progress),
+        cancel: &CancelToken,
+        opts: &RunOptions,
+    ) -> Result<Generation, PipelineError> {
+        let m = &self.package.manifest;
+        let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
+        let lat_len = frames * 4 * h * w;
+        let total = p.unet_calls();
+        let mut stats = Stats::default();
+        let mut rng = NoiseStream::new(noise, save_noise)?;
+        cancel.check()?;
+        progress(&Progress { stage: Stage::Encode, unet_calls_done: 0, unet_calls_total: total });
+
+        // 1. encode: CLIP embeddings, VAE conditioning latents (one augmentation noise shared by both keyframes)
+        let t0 = Instant::now();
+        let cond = self.encode(from, to, p, &mut rng, opts)?;
+        stats.encode_seconds = t0.elapsed().as_secs_f64();
+
+        // 2. prepare: Karras σ, per-frame guidance and fusion weights, initial latents
+        let sigmas = karras_sigmas(p.steps as usize, m.scheduler.sigma_min, m.scheduler.sigma_max, m.scheduler.rho);
+        let (g_fwd, g_rev, w_fwd) = guidance_and_weights(p.fusion, p.min_guidance_scale, p.max_guidance_scale, frames);
+        let init_sigma = init_noise_sigma(sigmas.iter().cloned().fold(0.0, f32::max));
+        let mut z: Vec<f32> = rng.draw("init_latents", &[1, frames, 4, h, w])?.into_iter().map(|v| v * init_sigma).collect();
+
+        // 3. denoise: for each (σ, σ_next): fused step; in the first ⌊ratio·steps⌋ steps, re-inject and redo it
+        let t0 = Instant::now();
+        let n_inject = (p.steps as f64 * p.noise_injection_ratio as f64).floor() as usize;
+        let mut calls = 0usize;
+        let mut step = |z: &mut Vec<f32>, i: usize, calls: &mut usize| -> Result<(), PipelineError> {
+            cancel.check()?;
+            let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts)?;
+            euler_v_step(z, &v, sigmas[i], sigmas[i + 1]);
+            *calls += 1;
+            progress(&Progress { stage: Stage::Denoise, unet_calls_done: *calls, unet_calls_total: total });
+            Ok(())
+        };
+        for i in 0..p.steps as usize {
+            step(&mut z, i, &mut calls)?;
+            if i < n_inject {
+                let std = reinjection_std(sigmas[i], sigmas[i + 1]);
+                for j in 0..p.noise_injection_steps {
+                    let eps = rng.draw(&format!("inject_step{i}_iter{j}"), &[1, frames, 4, h, w])?;
+                    for (zi, e) in z.iter_mut().zip(&eps) {
+                        *zi += e * std;
+                    }
+                    step(&mut z, i, &mut calls)?;
+                }
+            }
+        }
+        stats.unet_calls = calls;
+        stats.denoise_seconds = t0.elapsed().as_secs_f64();
+        debug_assert_eq!(z.len(), lat_len);
+
+        // 4. decode in temporal chunks
+        cancel.check()?;
+        progress(&Progress { stage: Stage::Decode, unet_calls_done: calls, unet_calls_total: total });
+        let t0 = Instant::now();
+        let images = self.decode(&z, p.decode_chunk_frames.unwrap_or(m.decode_chunk_frames), opts)?;
+        stats.decode_seconds = t0.elapsed().as_secs_f64();
+        Ok(Generation { frames: images, latents: z, latent_shape: [1, frames, 4, h, w], stats })
+    }
+
+    fn encode(&self, from: &ImageF32, to: &ImageF32, p: &GenerateParams, rng: &mut NoiseStream, opts: &RunOptions) -> Result<Conditioning, PipelineError> {
+        let m = &self.package.manifest;
+        let (hh, ww) = (m.height, m.width);
+        let enc = &m.image_encoder;
+        let planar = [to_planar_pm1(from), to_planar_pm1(to)];
+        let mut pixels = Vec::with_capacity(2 * 3 * enc.size * enc.size);
+        for pl in &planar {
+            pixels.extend(clip_pixels(pl, hh, ww, enc.size, &enc.mean, &enc.std));
+        }
+        let embeds = run(&self.image_encoder, "image_encoder", opts, vec![("pixel_values", vec![2, 3, enc.size, enc.size], pixels)])?;
+        let d = embeds.len() / 2;
+        let aug = rng.draw("noise_aug", &[1, 3, hh, ww])?;
+        let mut images = Vec::with_capacity(2 * 3 * hh * ww);
+        for pl in &planar {
+            images.extend(pl.iter().zip(&aug).map(|(x, n)| x + p.noise_aug_strength * n));
+        }
+        let lat = run(&self.vae_encoder, "vae_encoder", opts, vec![("image", vec![2, 3, hh, ww], images)])?;
+        let l = lat.len() / 2;
+        Ok(Conditioning {
+            emb: [embeds[..d].to_vec(), embeds[d..].to_vec()],
+            latents: [lat[..l].to_vec(), lat[l..].to_vec()],
+            added_time_ids: [p.fps - 1.0, p.motion_bucket_id, p.noise_aug_strength],
+        })
+    }
+
+    /// One fused UNet call on the batch [fwd_uncond, fwd_cond, rev_uncond, rev_cond], CFG per direction, the
+    /// reverse prediction flipped back to forward time, and the two fused. Returns v (F,4,h,w).
+    #[allow(clippy::too_many_arguments)]
+    fn fused_prediction(
+        &self,
+        z: &[f32],
+        sigma: f32,
+        cond: &Conditioning,
+        g_fwd: &[f32],
+        g_rev: &[f32],
+        w_fwd: &[f32],
+        opts: &RunOptions,
+    ) -> Result<Vec<f32>, PipelineError> {
+        let m = &self.package.manifest;
+        let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
+        let plane = 4 * h * w;
+        let scale = c_in(sigma);
+        let zero = vec![0.0f32; plane];
+        // rows: (reversed time?, conditioning latents)
+        let rows: [(bool, &[f32]); 4] =
+            [(false, &zero), (false, &cond.latents[0]), (true, &zero), (true, &cond.latents[1])];
+        let mut sample = Vec::with_capacity(4 * frames * 2 * plane);
+        for (reversed, lat) in rows {
+            for f in 0..frames {
+                let src = if reversed { frames - 1 - f } else { f };
+                sample.extend(z[src * plane..(src + 1) * plane].iter().map(|v| v * scale));
+                sample.extend_from_slice(lat);
+            }
+        }
+        let d = cond.emb[0].len();
+        let mut ehs = vec![0.0f32; 4 * d];
+        ehs[d..2 * d].copy_from_slice(&cond.emb[0]);
+        ehs[3 * d..].copy_from_slice(&cond.emb[1]);
+        let ids: Vec<f32> = (0..4).flat_map(|_| cond.added_time_ids).collect();
+        let out = run(
+            &self.unet,
+            "unet",
+            opts,
+            vec![
+                ("sample", vec![4, frames, 8, h, w], sample),
+                ("timestep", vec![1], vec![timestep(sigma)]),
+                ("encoder_hidden_states", vec![4, 1, d], ehs),
+                ("added_time_ids", vec![4, 3], ids),
+            ],
+        )?;
+        let row = |r: usize, f: usize| &out[(r * frames + f) * plane..(r * frames + f + 1) * plane];
+        let mut v = vec![0.0f32; frames * plane];
+        for f in 0..frames {
+            let fr = frames - 1 - f; // the reverse rows' frame index for output frame f
+            let dst = &mut v[f * plane..(f + 1) * plane];
+            let (u1, c1, u2, c2) = (row(0, f), row(1, f), row(2, fr), row(3, fr));
+            let (gf, gr, wf) = (g_fwd[f], g_rev[fr], w_fwd[f]);
+            for k in 0..plane {
+                let v1 = u1[k] + gf * (c1[k] - u1[k]);
+                let v2 = u2[k] + gr * (c2[k] - u2[k]);
+                dst[k] = wf * v1 + (1.0 - wf) * v2;
+            }
+        }
+        Ok(v)
+    }
+
+    fn decode(&self, z: &[f32], chunk: usize, opts: &RunOptions) -> Result<Vec<ImageF32>, PipelineError> {
+        let m = &self.package.manifest;
+        let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
+        let plane = 4 * h * w;
+        let chunk = chunk.clamp(1, frames);
+        let mut images = Vec::with_capacity(frames);
+        let mut start = 0;
+        while start < frames {
+            let n = chunk.min(frames - start);
+            let lat: Vec<f32> = z[start * plane..(start + n) * plane].iter().map(|v| v / m.vae_scaling_factor).collect();
+            let out = run(&self.vae_decoder, "vae_decoder", opts, vec![("latents", vec![n, 4, h, w], lat)])?;
+            let (hh, ww) = (m.height, m.width);
+            for i in 0..n {
+                let mut img = ImageF32::new(ww, hh, 3);
+                for c in 0..3 {
+                    let src = &out[(i * 3 + c) * hh * ww..(i * 3 + c + 1) * hh * ww];
+                    for (k, s) in src.iter().enumerate() {
+                        img.data[k * 3 + c] = ((s + 1.0) / 2.0).clamp(0.0, 1.0);
+                    }
+                }
+                images.push(img);
+            }
+            start += n;
+        }
+        Ok(images)
+    }
+}
+
+/// Runs one session on named f32 inputs and returns its first output, flattened.
+fn run(session: &Mutex<Session>, stage: &'static str, opts: &RunOptions, inputs: Vec<(&'static str, Vec<usize>, Vec<f32>)>) -> Result<Vec<f32>, PipelineError> {
+    let fail = |e: ort::Error| PipelineError::Inference { stage, message: e.to_string() };
+    let mut values = Vec::with_capacity(inputs.len());
+    for (name, shape, data) in inputs {
+        values.push((name, Tensor::from_array((shape, data)).map_err(fail)?));
+    }
+    let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
+    let outputs = guard.run_with_options(values, opts).map_err(fail)?;
+    let (_, data) = outputs[0].try_extract_tensor::<f32>().map_err(fail)?;
+    Ok(data.to_vec())
+}
