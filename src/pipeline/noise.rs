@@ -159,9 +159,10 @@ mod tests {
         bytes.truncate(bytes.len() - 1);
         std::fs::write(&p, &bytes).unwrap();
         assert_eq!(read_npy_f32(&p).unwrap_err(), "payload has 15 bytes, shape [4] needs 16");
-        let txt = std::fs::read(&p).unwrap();
-        let s = String::from_utf8_lossy(&txt).replace("<f4", "<f8");
-        std::fs::write(&p, s.as_bytes()).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
+        bytes[at + 2] = b'8';
+        std::fs::write(&p, &bytes).unwrap();
         assert!(read_npy_f32(&p).unwrap_err().starts_with("dtype is not little-endian float32"));
     }
 

@@ -1,0 +1,165 @@
+//! Generative mode: keyframes → (cache | sampler) → the generated frame for this output time, at clip size.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use once_cell::sync::Lazy;
+
+use super::params::{Transfer, Values};
+use super::timemap::generated_frames_for;
+use super::{Frame, PResult, PluginError};
+use crate::cache::{CacheError, CacheKey, FrameCache, Frames, KeyInput};
+use crate::image::{ImageF32, resize};
+use crate::ofx::strings as s;
+use crate::ofx::{Effect, RectI};
+use crate::pipeline::{CancelToken, Engine, NoiseSource, PipelineError};
+use crate::runtime::DevicePreference;
+
+/// Engines by (models folder, device): sessions are expensive (seconds, GBs) and shared by all instances.
+static ENGINES: Lazy<Mutex<HashMap<(PathBuf, DevicePreference), Arc<Engine>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+/// Generated frames of every instance; bounded by SVD_INBETWEEN_CACHE_MB (default 4096 MB).
+static CACHE: Lazy<FrameCache> = Lazy::new(|| {
+    let mb = std::env::var("SVD_INBETWEEN_CACHE_MB").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(4096);
+    FrameCache::new(mb << 20)
+});
+
+pub fn purge_memory_cache() {
+    CACHE.clear_memory();
+}
+
+/// For tests (through the test host's log): generations this process actually ran.
+pub fn generations() -> usize {
+    CACHE.stats().generations
+}
+
+/// The models folder: the param, else $SVD_INBETWEEN_MODELS, else the demo package inside the bundle
+/// (`Contents/Resources/models/tiny`, beside `Contents/Linux-x86-64/` where the plugin binary lives).
+fn models_dir(v: &Values) -> PathBuf {
+    if !v.models_folder.trim().is_empty() {
+        return PathBuf::from(v.models_folder.trim());
+    }
+    if let Some(p) = std::env::var_os("SVD_INBETWEEN_MODELS").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    crate::runtime::plugin_directory()
+        .map(|d| d.join("../Resources/models/tiny"))
+        .unwrap_or_else(|| PathBuf::from("models/tiny"))
+}
+
+fn cache_dir(v: &Values) -> Option<PathBuf> {
+    if !v.cache_folder.trim().is_empty() {
+        return Some(PathBuf::from(v.cache_folder.trim()));
+    }
+    std::env::var_os("SVD_INBETWEEN_CACHE").filter(|p| !p.is_empty()).map(PathBuf::from)
+}
+
+fn engine(dir: &Path, device: DevicePreference) -> PResult<Arc<Engine>> {
+    let mut engines = ENGINES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = engines.get(&(dir.to_path_buf(), device)) {
+        return Ok(Arc::clone(e));
+    }
+    let e = Arc::new(Engine::load(dir, device).map_err(|e| PluginError::User(format!("cannot load the models: {e}")))?);
+    log::info!("models {} loaded on {}", dir.display(), e.provider());
+    engines.insert((dir.to_path_buf(), device), Arc::clone(&e));
+    Ok(e)
+}
+
+fn srgb_encode(l: f32) -> f32 {
+    if l <= 0.003_130_8 { l * 12.92 } else { 1.055 * l.max(0.0).powf(1.0 / 2.4) - 0.055 }
+}
+
+fn srgb_decode(v: f32) -> f32 {
+    if v <= 0.040_45 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+}
+
+/// A keyframe as the model wants it: RGB, display-referred, at the model's size.
+fn fit_keyframe(frame: &Frame, transfer: Transfer, w: usize, h: usize) -> ImageF32 {
+    let mut rgb = frame.image.to_channels(3).expect("3 channels is supported");
+    if transfer == Transfer::Linear {
+        rgb.data.iter_mut().for_each(|v| *v = srgb_encode(*v));
+    }
+    resize(&rgb, w, h)
+}
+
+pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64) -> PResult<Frame> {
+    let dir = models_dir(v);
+    let engine = engine(&dir, v.device)?;
+    let m = engine.manifest();
+    let (mw, mh, frames_n) = (m.width, m.height, m.num_frames);
+    let from = fit_keyframe(fa, v.transfer, mw, mh);
+    let to = fit_keyframe(fb, v.transfer, mw, mh);
+    let provider_class = if engine.provider().is_cuda() { "cuda" } else { "cpu" };
+    let key = CacheKey::compute(&KeyInput {
+        manifest_sha256: engine.manifest_sha256(),
+        from: &from,
+        to: &to,
+        params: &v.generate,
+        width: mw,
+        height: mh,
+        provider_class,
+    });
+    let disk = cache_dir(v);
+    let result = CACHE.get_or_generate(&key, disk.as_deref(), || -> Result<Frames, PipelineError> {
+        let bar = effect.progress("SVD Inbetween: generating in-between frames");
+        let cancel = CancelToken::new();
+        let mut on_progress = |p: &crate::pipeline::Progress| {
+            // Both the progress dialog's cancel and the host's abort flag stop the generation; checked once per
+            // UNet call, so a cancel takes effect within one call.
+            if !bar.update(p.fraction()) || effect.abort_requested() {
+                cancel.cancel();
+            }
+        };
+        let g = engine.generate(&from, &to, &v.generate, &NoiseSource::Seeded(v.generate.seed), None, &mut on_progress, &cancel)?;
+        Ok(Frames { frames: g.frames })
+    });
+    for w in CACHE.take_warnings() {
+        effect.message(s::MESSAGE_WARNING, &w);
+    }
+    let generated = match result {
+        Ok(f) => f,
+        Err(CacheError::Generate(PipelineError::Cancelled)) => return Err(PluginError::Cancelled),
+        Err(CacheError::Generate(e)) => return Err(PluginError::User(format!("generation failed: {e}"))),
+        Err(CacheError::Panicked(p)) => return Err(PluginError::User(format!("generation failed with an internal error: {p}"))),
+    };
+    if generated.frames.len() != frames_n {
+        return Err(PluginError::User(format!("cache entry has {} frames, the models make {frames_n}; clear the cache folder", generated.frames.len())));
+    }
+    // The output time's generated frame (blend of the two nearest), back at the clip's size.
+    let [(i0, w0), (i1, w1)] = generated_frames_for(u, frames_n, v.sampling);
+    let (g0, g1) = (&generated.frames[i0], &generated.frames[i1]);
+    let mut mixed = ImageF32::new(mw, mh, 3);
+    for (k, d) in mixed.data.iter_mut().enumerate() {
+        *d = w0 * g0.data[k] + w1 * g1.data[k];
+    }
+    let bounds: RectI = fa.bounds;
+    let mut out = resize(&mixed, bounds.width(), bounds.height());
+    if v.transfer == Transfer::Linear {
+        out.data.iter_mut().for_each(|x| *x = srgb_decode(x.clamp(0.0, 1.0)));
+    }
+    // Alpha from the nearest keyframe: the model only makes colour.
+    let alpha_src = if u < 0.5 { fa } else { fb };
+    let mut rgba = out.to_channels(4).expect("4 channels is supported");
+    for y in 0..bounds.height() {
+        for x in 0..bounds.width() {
+            let a = alpha_src.at(bounds.x1 + x as i32, bounds.y2 - 1 - y as i32)[3];
+            rgba.pixel_mut(x, y)[3] = a;
+        }
+    }
+    Ok(Frame { image: rgba, bounds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srgb_round_trip() {
+        for i in 0..=100 {
+            let v = i as f32 / 100.0;
+            assert!((srgb_decode(srgb_encode(v)) - v).abs() < 1e-5, "{v}");
+        }
+        assert!((srgb_encode(0.5) - 0.735_356_6).abs() < 1e-5);
+    }
+}
