@@ -23,6 +23,9 @@ pub struct Manifest {
     pub latent_channels: usize,
     pub vae_scaling_factor: f32,
     pub fused_unet: bool,
+    /// 4 (k = 2: CFG pairs of both directions in one call) or "dynamic". This engine always runs k = 2.
+    #[serde(default = "default_unet_batch")]
+    pub unet_batch: serde_json::Value,
     pub decode_chunk_frames: usize,
     pub image_encoder: ImageEncoderInfo,
     pub scheduler: SchedulerInfo,
@@ -59,6 +62,10 @@ pub struct ModelEntry {
 pub struct FileEntry {
     pub sha256: String,
     pub bytes: u64,
+}
+
+fn default_unet_batch() -> serde_json::Value {
+    serde_json::Value::from(4)
 }
 
 pub const MODEL_ROLES: [&str; 4] = ["image_encoder", "vae_encoder", "unet", "vae_decoder"];
@@ -105,6 +112,12 @@ pub fn load_and_verify(dir: &Path) -> Result<VerifiedManifest, PipelineError> {
     }
     if manifest.num_frames < 2 {
         return Err(err(dir, format!("num_frames {} must be at least 2", manifest.num_frames)));
+    }
+    if !manifest.fused_unet {
+        return Err(err(dir, "the UNet is not the fused bidirectional graph; re-export with `python -m tools.export`"));
+    }
+    if manifest.unet_batch != serde_json::Value::from(4) && manifest.unet_batch != serde_json::Value::from("dynamic") {
+        return Err(err(dir, format!("UNet exported for batch {} but this version runs batch 4; re-export with --unet-batch 4", manifest.unet_batch)));
     }
     for role in MODEL_ROLES {
         let entry = manifest.models.get(role).ok_or_else(|| err(dir, format!("manifest lists no '{role}' model")))?;

@@ -288,7 +288,7 @@ pub fn plugin_path() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     if let Some(cargo) = std::env::var_os("CARGO") {
         let status = std::process::Command::new(cargo)
-            .args(["build", "-q", "-p", "svd-inbetween", "--lib"])
+            .args(["build", "-q", "-p", "svd-inbetween"])
             .current_dir(&root)
             .status()
             .expect("run cargo build for the plugin");
