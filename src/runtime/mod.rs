@@ -185,7 +185,8 @@ pub fn create_session(env: &Environment, model: &Path, pref: DevicePreference) -
             }
             Err(reason) if pref == DevicePreference::Cuda => return Err(RuntimeError::CudaUnavailable(reason)),
             Err(reason) => {
-                log::warn!("CUDA not used for {}: {reason}; running on the CPU", model.display());
+                // Info, not a warning: callers show the reason (ProviderInfo) where the user looks.
+                log::info!("CUDA not used for {}: {reason}; running on the CPU", model.display());
                 fallback_reason = Some(reason);
             }
         }

@@ -1,0 +1,185 @@
+//! The `svd-inbetween` CLI end to end on the embedded tiny models: parity with the PyTorch reference (replayed
+//! noise), determinism, and one-line errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_svd-inbetween")).args(args).current_dir(root()).output().expect("run svd-inbetween")
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("SVD_INBETWEEN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/svd-inbetween/venv/bin/python"));
+    assert!(p.exists(), "the reference needs the project venv: run `bash scripts/setup.sh` (looked for {})", p.display());
+    p
+}
+
+/// The tiny diffusers folders the reference runs on; regenerated (deterministic, ~2 s) when absent.
+fn tiny_source() -> PathBuf {
+    let src = root().join("models/tiny/source");
+    if !src.join("unet/config.json").exists() {
+        let st = Command::new(python())
+            .args(["-c", "from tools.tiny import write_tiny_source; write_tiny_source('models/tiny/source')"])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    src
+}
+
+fn read_npy(p: &Path) -> (Vec<usize>, Vec<f32>) {
+    svd_inbetween::pipeline::noise::read_npy_f32(p).unwrap()
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// fp32 on the CPU: ONNX Runtime and PyTorch order their float sums differently, so bit equality is not expected;
+/// 1e-4 on latents (whose magnitude is ~7 here) is ~1e-5 relative, the accumulated rounding of 12 UNet calls.
+/// Frames go through the decoder and a /2 scale, so 1e-3 on [0,1] leaves a wide margin over what we see (~5e-6).
+#[test]
+fn matches_the_pytorch_reference_with_replayed_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b) = (root().join("assets/keyframes/a.png"), root().join("assets/keyframes/b.png"));
+    // The reference resizes with PIL; give both sides keyframes already at the model size (128x64).
+    for (src, dst) in [(&a, d.join("a.png")), (&b, d.join("b.png"))] {
+        let img = svd_inbetween::image::ImageF32::read_png(src).unwrap();
+        let small = svd_inbetween::image::resize(&img, 128, 64);
+        small.write_png(&dst).unwrap();
+    }
+    let common = ["--steps", "6", "--seed", "7", "--noise-injection-steps", "2", "--noise-injection-ratio", "0.5"];
+    let src = tiny_source();
+    let mut args: Vec<String> = vec!["-m".into(), "tools.reference".into(), "--models-source".into(), src.display().to_string()];
+    args.extend(["--from", d.join("a.png").to_str().unwrap(), "--to", d.join("b.png").to_str().unwrap()].map(String::from));
+    args.extend(["--out".into(), d.join("ref").display().to_string(), "--save-noise".into(), d.join("noise").display().to_string()]);
+    args.extend(common.iter().map(|s| s.to_string()));
+    let o = Command::new(python()).args(&args).current_dir(root()).output().unwrap();
+    assert!(o.status.success(), "reference failed: {}", stderr(&o));
+    let noise_files = std::fs::read_dir(d.join("noise")).unwrap().count();
+    assert_eq!(noise_files, 2 + 3 * 2, "aug + init + 3 injected steps x 2 rounds");
+
+    let mut rs: Vec<&str> = vec!["generate", "--models", "models/tiny", "--device", "cpu"];
+    let (fa, fb, out, nz) = (d.join("a.png"), d.join("b.png"), d.join("rs"), d.join("noise"));
+    rs.extend(["--from", fa.to_str().unwrap(), "--to", fb.to_str().unwrap(), "--out", out.to_str().unwrap(), "--load-noise", nz.to_str().unwrap()]);
+    rs.extend(common);
+    let o = cli(&rs);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let (s1, l_ref) = read_npy(&d.join("ref/latents.npy"));
+    let (s2, l_rs) = read_npy(&d.join("rs/latents.npy"));
+    assert_eq!(s1, s2);
+    assert_eq!(s1, vec![1, 7, 4, 8, 16]);
+    let dl = max_abs(&l_ref, &l_rs);
+    let (_, f_ref) = read_npy(&d.join("ref/frames.npy"));
+    let (_, f_rs) = read_npy(&d.join("rs/frames.npy"));
+    let df = max_abs(&f_ref, &f_rs);
+    eprintln!("parity: latents max abs {dl:.3e}, frames max abs {df:.3e}");
+    assert!(dl <= 1e-4, "latents differ by {dl}");
+    assert!(df <= 1e-3, "frames differ by {df}");
+    // and the noise really mattered: a different seed's noise changes the result
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("rs/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["unet_calls"], 12);
+    assert_eq!(summary["provider"]["provider"], "CPUExecutionProvider");
+}
+
+#[test]
+fn same_seed_gives_byte_identical_frames_and_save_load_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |out: &str, extra: &[&str]| {
+        let o = d.join(out);
+        let mut args = vec!["generate", "--models", "models/tiny", "--from", "assets/keyframes/a.png", "--to", "assets/keyframes/b.png", "--steps", "3", "--noise-injection-steps", "1", "--out"];
+        args.push(o.to_str().unwrap());
+        args.extend(extra);
+        let r = cli(&args);
+        assert!(r.status.success(), "{}", stderr(&r));
+        (0..7).map(|i| std::fs::read(o.join(format!("frame_{i:03}.png"))).unwrap()).collect::<Vec<_>>()
+    };
+    let nz = d.join("noise");
+    let first = run("a", &["--seed", "5", "--save-noise", nz.to_str().unwrap()]);
+    assert_eq!(first, run("b", &["--seed", "5"]), "same seed, same bytes");
+    assert_eq!(first, run("c", &["--load-noise", nz.to_str().unwrap()]), "replayed noise, same bytes");
+    assert_ne!(first, run("d", &["--seed", "6"]), "another seed changes the frames");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = |extra: &[&str]| {
+        let mut a: Vec<String> = vec!["generate".into(), "--out".into(), d.join("o").display().to_string()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| {
+        let o = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!o.status.success());
+        assert_eq!(o.status.code(), Some(2));
+        let e = stderr(&o);
+        assert!(!e.contains("panicked"), "{e}");
+        e.trim().to_string()
+    };
+    let keys = ["--from", "assets/keyframes/a.png", "--to", "assets/keyframes/b.png"];
+    let with = |more: &[&str]| {
+        let mut v: Vec<&str> = keys.to_vec();
+        v.extend(more);
+        base(&v)
+    };
+    assert_eq!(run(with(&["--models", "models/tiny", "--steps", "0"])), "svd-inbetween: error: invalid input: steps must be at least 1");
+    assert_eq!(
+        run(with(&["--models", "models/tiny", "--noise-injection-ratio", "1.5"])),
+        "svd-inbetween: error: invalid input: noise injection ratio 1.5 is outside [0, 1]"
+    );
+    assert_eq!(run(with(&["--models", "models/tiny", "--size", "100x64"])), "svd-inbetween: error: size 100x64 is not a multiple of 64");
+    assert_eq!(
+        run(with(&["--models", "models/tiny", "--size", "256x128"])),
+        "svd-inbetween: error: size 256x128 differs from the model package's 128x64 (export a package at that size)"
+    );
+    let missing = d.join("nope");
+    assert_eq!(
+        run(with(&["--models", missing.to_str().unwrap()])),
+        format!("svd-inbetween: error: model folder {}: does not exist (set the Models folder, or export one with `python -m tools.export`)", missing.display())
+    );
+    // a corrupt copy of the package
+    let bad = d.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    for e in std::fs::read_dir(root().join("models/tiny")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), bad.join(e.file_name())).unwrap();
+        }
+    }
+    let mut bytes = std::fs::read(bad.join("vae_decoder.onnx")).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(bad.join("vae_decoder.onnx"), &bytes).unwrap();
+    let e = run(with(&["--models", bad.to_str().unwrap()]));
+    assert!(e.starts_with(&format!("svd-inbetween: error: model folder {}: vae_decoder.onnx is corrupt: sha256 ", bad.display())), "{e}");
+    std::fs::remove_file(bad.join("manifest.json")).unwrap();
+    assert_eq!(
+        run(with(&["--models", bad.to_str().unwrap()])),
+        format!("svd-inbetween: error: model folder {}: has no manifest.json — export a package with `python -m tools.export` (see docs/EXPORT.md)", bad.display())
+    );
+    // unreadable and missing images
+    std::fs::write(d.join("junk.png"), b"not a png").unwrap();
+    let e = run(base(&["--models", "models/tiny", "--from", d.join("junk.png").to_str().unwrap(), "--to", "assets/keyframes/b.png"]));
+    assert!(e.starts_with(&format!("svd-inbetween: error: cannot read image {}", d.join("junk.png").display())), "{e}");
+    let e = run(base(&["--models", "models/tiny", "--from", "assets/keyframes/missing.png", "--to", "assets/keyframes/b.png"]));
+    assert!(e.starts_with("svd-inbetween: error: cannot read image assets/keyframes/missing.png"), "{e}");
+    // one line each
+    assert!(!e.contains('\n'));
+}
