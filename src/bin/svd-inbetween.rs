@@ -160,6 +160,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
             Stage::Encode => "encode",
             Stage::Denoise => "denoise",
             Stage::Decode => "decode",
+            Stage::Done => "done",
         };
         if let Some(b) = &bar {
             b.set_message(msg);

@@ -22,6 +22,7 @@ pub enum Stage {
     Encode,
     Denoise,
     Decode,
+    Done,
 }
 
 /// Reported at least once per UNet call. `unet_calls_total` is known before the first call.
@@ -39,6 +40,7 @@ impl Progress {
             Stage::Encode => 0,
             Stage::Denoise => 1 + self.unet_calls_done,
             Stage::Decode => 1 + self.unet_calls_total,
+            Stage::Done => 2 + self.unet_calls_total,
         };
         done as f64 / (self.unet_calls_total + 2) as f64
     }
@@ -257,6 +259,7 @@ impl Engine {
         let t0 = Instant::now();
         let images = self.decode(&z, p.decode_chunk_frames.unwrap_or(m.decode_chunk_frames), opts)?;
         stats.decode_seconds = t0.elapsed().as_secs_f64();
+        progress(&Progress { stage: Stage::Done, unet_calls_done: calls, unet_calls_total: total });
         Ok(Generation { frames: images, latents: z, latent_shape: [1, frames, 4, h, w], stats })
     }
 
