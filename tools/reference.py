@@ -140,28 +140,31 @@ def generate(models: Models, a01: torch.Tensor, b01: torch.Tensor, p: Params, no
     sigmas = karras_sigmas(models, p.steps)
     g_fwd, g_rev, wts = guidance_and_weights(p, frames)
     g_fwd, g_rev, wts = (t.view(1, frames, 1, 1, 1) for t in (g_fwd, g_rev, wts))
-    z = noise.draw("init_latents", (1, frames, 4, h, w)) * math.sqrt(float(sigmas.max()) ** 2 + 1)
+    z = noise.draw("init_latents", (1, frames, 4, h, w)) * (sigmas.max() ** 2 + 1) ** 0.5  # diffusers' init_noise_sigma
 
     def flip_t(x):
         return x.flip(1)
 
     def step(z, i):
         s, s_next = sigmas[i], sigmas[i + 1]
-        c_in = 1 / torch.sqrt(s**2 + 1)
+        c_in = (s**2 + 1) ** 0.5  # divided by, in diffusers' order (scale_model_input)
         t = (0.25 * torch.log(s)).reshape(1)
-        x1 = torch.cat([torch.cat([z, z]) * c_in, clat_a], dim=2)
+        x1 = torch.cat([torch.cat([z, z]) / c_in, clat_a], dim=2)
         v1 = models.unet(x1, t, ehs_a, ids, return_dict=False)[0]  # records the 16 temporal attention maps
         v1 = v1[:1] + g_fwd * (v1[1:] - v1[:1])
         if p.fusion == "forward-only":
             v = v1
         else:
             zr = flip_t(z)
-            x2 = torch.cat([torch.cat([zr, zr]) * c_in, clat_b], dim=2)
+            x2 = torch.cat([torch.cat([zr, zr]) / c_in, clat_b], dim=2)
             v2 = models.rev_unet(x2, t, ehs_b, ids, return_dict=False)[0]  # uses them rotated 180 degrees
             v2 = v2[:1] + g_rev * (v2[1:] - v2[:1])
             v = wts * v1 + (1 - wts) * flip_t(v2)
-        x0 = -s / torch.sqrt(s**2 + 1) * v + z / (s**2 + 1)
-        return z + (z - x0) / s * (s_next - s)
+        # diffusers' EulerDiscreteScheduler.step (v-prediction, s_churn = 0), operation for operation: the last
+        # step computes z − (z − x0) at |z| ≈ 10³, where any reordering shows up as ~1e-4.
+        x0 = v * (-s / (s**2 + 1) ** 0.5) + (z / (s**2 + 1))
+        derivative = (z - x0) / s
+        return z + derivative * (s_next - s)
 
     # 3. denoise: Euler over Karras sigmas; in the first ⌊ratio·steps⌋ steps, re-inject noise back to σ_i and redo
     n_inject = int(p.steps * p.noise_injection_ratio)

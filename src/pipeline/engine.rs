@@ -12,7 +12,7 @@ use ort::value::Tensor;
 use super::manifest::{VerifiedManifest, load_and_verify};
 use super::noise::{NoiseSource, NoiseStream};
 use super::preprocess::{clip_pixels, to_planar_pm1};
-use super::schedule::{c_in, euler_v_step, guidance_and_weights, init_noise_sigma, karras_sigmas, reinjection_std, timestep};
+use super::schedule::{euler_v_step, input_divisor, guidance_and_weights, init_noise_sigma, karras_sigmas, reinjection_std, timestep};
 use super::{GenerateParams, PipelineError};
 use crate::image::ImageF32;
 use crate::runtime::{self, DevicePreference, ProviderInfo, RuntimeInfo};
@@ -304,7 +304,7 @@ impl Engine {
         let m = &self.package.manifest;
         let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
         let plane = 4 * h * w;
-        let scale = c_in(sigma);
+        let divisor = input_divisor(sigma);
         let zero = vec![0.0f32; plane];
         // rows: (reversed time?, conditioning latents)
         let rows: [(bool, &[f32]); 4] =
@@ -313,7 +313,7 @@ impl Engine {
         for (reversed, lat) in rows {
             for f in 0..frames {
                 let src = if reversed { frames - 1 - f } else { f };
-                sample.extend(z[src * plane..(src + 1) * plane].iter().map(|v| v * scale));
+                sample.extend(z[src * plane..(src + 1) * plane].iter().map(|v| v / divisor));
                 sample.extend_from_slice(lat);
             }
         }

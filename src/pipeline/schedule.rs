@@ -20,9 +20,10 @@ pub fn timestep(sigma: f32) -> f32 {
     0.25 * sigma.ln()
 }
 
-/// Scaling of the noisy latents before they enter the UNet: 1/√(σ²+1).
-pub fn c_in(sigma: f32) -> f32 {
-    1.0 / (sigma * sigma + 1.0).sqrt()
+/// The noisy latents enter the UNet divided by √(σ²+1) (c_in = 1/√(σ²+1)). A division, like diffusers'
+/// `scale_model_input`, so both round the same way.
+pub fn input_divisor(sigma: f32) -> f32 {
+    (sigma * sigma + 1.0).sqrt()
 }
 
 /// diffusers' `init_noise_sigma` for "leading" spacing: √(σ_max²+1).

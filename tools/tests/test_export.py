@@ -1,0 +1,109 @@
+"""Exporter: ONNX parity with PyTorch, the fused graph against the authors' two-UNet construction, and the
+committed tiny package against a fresh export."""
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from tools import gi
+from tools.export import ExportError, load_folders, main, unet_inputs
+
+TOL = 1e-4  # fp32; see docs/EXPORT.md for why (summation order differs between PyTorch and ONNX Runtime)
+
+
+def _sess(path):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def test_export_report_is_within_tolerance(tiny_package):
+    _, report = tiny_package
+    for name, r in report.items():
+        if isinstance(r, dict):
+            print(f"{name}: max abs {r['max_abs']:.2e} rel {r['max_rel']:.2e}")
+            assert r["max_abs"] <= TOL, name
+
+
+def test_manifest_lists_every_file_with_checksums(tiny_package):
+    out, _ = tiny_package
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["format"] == "svd-inbetween-model-package" and m["unet_batch"] == 4
+    assert (m["num_frames"], m["height"], m["width"]) == (7, 64, 128)
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
+    assert sorted(m["files"]) == files
+    import hashlib
+    for f, e in m["files"].items():
+        assert hashlib.sha256((out / f).read_bytes()).hexdigest() == e["sha256"]
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_fused_unet_rows_equal_stock_forward_and_authors_reverse(tiny_source, k):
+    unet, _, _, rev, base = load_folders(tiny_source, tiny_source / "reverse_unet", tiny_source / "reverse_base")
+    fused = gi.make_fused_unet(unet, rev, base).eval()
+    fwd = load_folders(tiny_source, tiny_source / "reverse_unet", None)[0]  # a pristine stock UNet
+    authors_rev = gi.authors_reverse_unet(fwd, rev, base).eval()
+    gi.attach_authors_processors(fwd, authors_rev)
+    sample, t, ehs, ids = unet_inputs(k, 7, 8, 16, 32, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        both = gi.UNetForExport(fused)(sample, t, ehs, ids)
+        want_f = fwd(sample[:k], t, ehs[:k], ids[:k], return_dict=False)[0]  # stores maps per CFG row
+        want_r = authors_rev(sample[k:], t, ehs[k:], ids[k:], return_dict=False)[0]  # flips them
+    err_f = (both[:k] - want_f).abs().max().item()
+    err_r = (both[k:] - want_r).abs().max().item()
+    print(f"k={k}: forward rows {err_f:.2e}, reverse rows {err_r:.2e}")
+    assert err_f <= TOL and err_r <= TOL
+    # the reverse branch really uses the forward maps: with its own attention the result differs
+    plain_rev = gi.authors_reverse_unet(load_folders(tiny_source, tiny_source / "reverse_unet", None)[0], rev, base).eval()
+    with torch.no_grad():
+        own = plain_rev(sample[k:], t, ehs[k:], ids[k:], return_dict=False)[0]
+    assert (own - want_r).abs().max().item() > 1e-3
+
+
+def test_onnx_unet_equals_authors_construction(tiny_package, tiny_source):
+    out, _ = tiny_package
+    unet, _, _, rev, base = load_folders(tiny_source, tiny_source / "reverse_unet", tiny_source / "reverse_base")
+    authors_rev = gi.authors_reverse_unet(unet, rev, base).eval()
+    gi.attach_authors_processors(unet, authors_rev)
+    sample, t, ehs, ids = unet_inputs(2, 7, 8, 16, 32, torch.Generator().manual_seed(4))
+    got = _sess(out / "unet.onnx").run(None, {"sample": sample.numpy(), "timestep": t.numpy(),
+                                              "encoder_hidden_states": ehs.numpy(), "added_time_ids": ids.numpy()})[0]
+    with torch.no_grad():
+        want = torch.cat([unet(sample[:2], t, ehs[:2], ids[:2], return_dict=False)[0],
+                          authors_rev(sample[2:], t, ehs[2:], ids[2:], return_dict=False)[0]]).numpy()
+    err = np.abs(got - want).max()
+    print(f"onnx fused vs authors: {err:.2e}")
+    assert err <= TOL
+
+
+def test_committed_tiny_package_matches_a_fresh_export(tiny_package):
+    out, _ = tiny_package
+    from pathlib import Path
+    committed = Path(__file__).resolve().parents[2] / "models" / "tiny"
+    rng = np.random.default_rng(0)
+    feeds = {
+        "image_encoder.onnx": {"pixel_values": rng.standard_normal((2, 3, 224, 224), dtype=np.float32)},
+        "vae_encoder.onnx": {"image": rng.uniform(-1, 1, (2, 3, 64, 128)).astype(np.float32)},
+        "unet.onnx": {"sample": rng.standard_normal((4, 7, 8, 8, 16), dtype=np.float32),
+                      "timestep": np.array([0.5], np.float32),
+                      "encoder_hidden_states": rng.standard_normal((4, 1, 32), dtype=np.float32),
+                      "added_time_ids": np.array([[6, 127, 0.02]] * 4, np.float32)},
+        "vae_decoder.onnx": {"latents": rng.standard_normal((7, 4, 8, 16), dtype=np.float32)},
+    }
+    for f, feed in feeds.items():
+        a = _sess(committed / f).run(None, feed)[0]
+        b = _sess(out / f).run(None, feed)[0]
+        err = np.abs(a - b).max()
+        print(f"{f}: committed vs fresh {err:.2e}")
+        assert err <= 1e-5, f
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert main(["--svd", str(tmp_path / "nope"), "--reverse-unet", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"export: error: {tmp_path / 'nope'} has no unet/ folder: expected a diffusers SVD-XT folder "
+                   "(model_index.json, unet/, vae/, image_encoder/, feature_extractor/, scheduler/)")
+    assert main(["--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == "export: error: --svd and --reverse-unet are required (or --tiny)"
