@@ -235,6 +235,8 @@ def convert_fp16(out: Path) -> None:
         p = out / f
         m = onnx.load(str(p), load_external_data=True)
         m16 = convert_float_to_float16(m, keep_io_types=True, op_block_list=["Sin", "Cos", "Exp", "Range", "Pow"])
+        dedupe_casts(m16.graph)  # the converter emits one Cast per blocked consumer, all with the same output
+        toposort(m16.graph)  # and appends its input Casts at the end of the node list
         data = p.with_name(p.name + ".data")
         data.unlink(missing_ok=True)
         big = m16.ByteSize() > EXTERNAL_DATA_THRESHOLD if hasattr(m16, "ByteSize") else False
@@ -244,6 +246,42 @@ def convert_fp16(out: Path) -> None:
         else:
             onnx.save_model(m16, str(p))
         onnx.checker.check_model(str(p))
+
+
+def dedupe_casts(graph) -> None:
+    """Drops Cast nodes that re-produce an output an identical earlier Cast already produces (SSA form)."""
+    seen: dict[str, tuple] = {}
+    keep = []
+    for n in graph.node:
+        sig = (n.op_type, tuple(n.input), tuple((a.name, a.i) for a in n.attribute))
+        if n.op_type == "Cast" and len(n.output) == 1 and n.output[0] in seen:
+            if seen[n.output[0]] != sig:
+                raise ExportError(f"two different nodes produce {n.output[0]}")
+            continue
+        for o in n.output:
+            seen[o] = sig
+        keep.append(n)
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+def toposort(graph) -> None:
+    """Reorders nodes so each comes after the producers of its inputs (ONNX requires it; ORT tolerates it)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(x in available for x in n.input):
+                ordered.append(n)
+                available.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise ExportError(f"graph has a cycle or a dangling input near node {rest[0].name}")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def sha256_file(p: Path) -> str:

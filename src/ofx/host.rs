@@ -254,6 +254,40 @@ impl Effect {
         }
     }
 
+    /// Runs `work` while a helper thread polls the host's abort flag every 25 ms and calls `on_abort` (once)
+    /// when it rises, so a long ONNX Runtime call can be terminated mid-call instead of at the next step.
+    pub fn with_abort_watcher<R>(&self, on_abort: impl Fn() + Sync, work: impl FnOnce() -> R) -> R {
+        struct Handle(OfxImageEffectHandle);
+        // SAFETY: the handle is only used to call the host's abort(), a read-only query of the instance's abort
+        // state (Natron reads a flag; openfx-runner returns 0), and the scope below ends before the action that
+        // owns the handle returns, so the handle outlives the thread.
+        unsafe impl Send for Handle {}
+        unsafe impl Sync for Handle {}
+        impl Handle {
+            // A method, so closures capture the whole (Send) wrapper rather than its raw-pointer field.
+            fn effect(&self) -> Effect {
+                Effect(self.0)
+            }
+        }
+        let handle = Handle(self.0);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let effect = handle.effect();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    if effect.abort_requested() {
+                        on_abort();
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+            });
+            let r = work();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        })
+    }
+
     /// Shows a message to the user (persistent message when the host has message v2). Never fails the caller:
     /// a host without a message suite still gets the text in our log.
     pub fn message(&self, kind: &CStr, text: &str) {

@@ -105,13 +105,16 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
         let bar = effect.progress("SVD Inbetween: generating in-between frames");
         let cancel = CancelToken::new();
         let mut on_progress = |p: &crate::pipeline::Progress| {
-            // Both the progress dialog's cancel and the host's abort flag stop the generation; checked once per
-            // UNet call, so a cancel takes effect within one call.
+            // The progress dialog's cancel, checked once per UNet call (the host's abort flag also is, and is
+            // watched from a helper thread that terminates the ONNX Runtime call in flight).
             if !bar.update(p.fraction()) || effect.abort_requested() {
                 cancel.cancel();
             }
         };
-        let g = engine.generate(&from, &to, &v.generate, &NoiseSource::Seeded(v.generate.seed), None, &mut on_progress, &cancel)?;
+        let g = effect.with_abort_watcher(
+            || cancel.cancel(),
+            || engine.generate(&from, &to, &v.generate, &NoiseSource::Seeded(v.generate.seed), None, &mut on_progress, &cancel),
+        )?;
         Ok(Frames { frames: g.frames })
     });
     for w in CACHE.take_warnings() {

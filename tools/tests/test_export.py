@@ -107,3 +107,35 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
                    "(model_index.json, unet/, vae/, image_encoder/, feature_extractor/, scheduler/)")
     assert main(["--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == "export: error: --svd and --reverse-unet are required (or --tiny)"
+
+
+def test_fp16_package_checks_loads_and_stays_close_to_fp32(tiny_source, tmp_path):
+    """fp16: onnx.checker passes on every graph (export runs it), I/O stays fp32, and outputs stay within fp16's
+    precision of the fp32 package: 11-bit mantissas give ~5e-4 relative per operation; through the tiny UNet's
+    ~60 layers that compounds to ~1e-2 of the output's magnitude, so we require ≤ 3e-2 relative."""
+    from pathlib import Path
+    from tools.export import export_package
+    from tools.tiny import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
+
+    out = tmp_path / "fp16"
+    export_package(tiny_source, tiny_source / "reverse_unet", tiny_source / "reverse_base", out, "fp16",
+                   TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, "tiny-fp16")
+    assert json.loads((out / "manifest.json").read_text())["dtype"] == "fp16"
+    fp32 = Path(__file__).resolve().parents[2] / "models" / "tiny"
+    rng = np.random.default_rng(2)
+    feeds = {
+        "image_encoder.onnx": {"pixel_values": rng.standard_normal((2, 3, 224, 224), dtype=np.float32)},
+        "vae_encoder.onnx": {"image": rng.uniform(-1, 1, (2, 3, 64, 128)).astype(np.float32)},
+        "unet.onnx": {"sample": rng.standard_normal((4, 7, 8, 8, 16), dtype=np.float32),
+                      "timestep": np.array([0.25 * np.log(30.0)], np.float32),
+                      "encoder_hidden_states": rng.standard_normal((4, 1, 32), dtype=np.float32),
+                      "added_time_ids": np.array([[6, 127, 0.02]] * 4, np.float32)},
+        "vae_decoder.onnx": {"latents": rng.standard_normal((7, 4, 8, 16), dtype=np.float32)},
+    }
+    for f, feed in feeds.items():
+        s16 = _sess(out / f)
+        assert all(i.type == "tensor(float)" for i in s16.get_inputs()), f"{f}: graph inputs must stay fp32"
+        a, b = s16.run(None, feed)[0], _sess(fp32 / f).run(None, feed)[0]
+        rel = np.abs(a - b).max() / np.abs(b).max()
+        print(f"{f}: fp16 vs fp32 max abs {np.abs(a - b).max():.2e}, relative {rel:.2e}")
+        assert rel <= 3e-2, f

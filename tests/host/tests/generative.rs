@@ -131,10 +131,21 @@ fn cancel_from_progress_or_abort_leaves_no_entry() {
     assert_eq!(p.ends, 1, "the progress bar is closed");
     assert!(inst.messages().is_empty(), "a user cancel is not an error message: {:?}", inst.messages());
     inst.obj.cancel_after_updates.store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
-    // host abort() flag
-    inst.obj.abort.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(inst.render(3.0, [0, 0, 256, 128]), 1);
+    // host abort() flag raised while the generation runs (another thread, as a host's UI would)
+    inst.set_int("steps", 60);
+    let flag = &inst.obj.abort;
+    let updates_before = inst.progress().updates;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        assert_eq!(inst.render(3.0, [0, 0, 256, 128]), 1);
+    });
+    let done = inst.progress().updates - updates_before;
+    assert!(done < 40, "aborted well before the 60+ UNet calls finished: {done} progress updates");
     inst.obj.abort.store(false, std::sync::atomic::Ordering::SeqCst);
+    inst.set_int("steps", 8);
     // nothing was cached: the next render generates afresh and succeeds
     assert_eq!(inst.render(3.0, [0, 0, 256, 128]), 0);
     assert_eq!(gens() - before, 3);

@@ -20,4 +20,6 @@ fn panic_in_render_is_caught_and_reported() {
     assert!(msgs[0].1.starts_with("svd-inbetween hit an internal error in OfxImageEffectActionRender: test panic requested"), "{}", msgs[0].1);
     // the plugin is still usable afterwards
     assert_eq!(inst.is_identity(6.0).0, 0);
+    drop(inst); // DestroyInstance
+    assert_eq!(plugin().action("OfxActionUnload", std::ptr::null(), None, None), 0, "Unload");
 }
