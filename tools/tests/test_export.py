@@ -13,6 +13,20 @@ from tools.export import ExportError, load_folders, main, unet_inputs
 TOL = 1e-4  # fp32; see docs/EXPORT.md for why (summation order differs between PyTorch and ONNX Runtime)
 
 
+def random_feeds(seed):
+    """Fixed random inputs for each of the tiny package's four models."""
+    rng = np.random.default_rng(seed)
+    return {
+        "image_encoder.onnx": {"pixel_values": rng.standard_normal((2, 3, 224, 224), dtype=np.float32)},
+        "vae_encoder.onnx": {"image": rng.uniform(-1, 1, (2, 3, 64, 128)).astype(np.float32)},
+        "unet.onnx": {"sample": rng.standard_normal((4, 7, 8, 8, 16), dtype=np.float32),
+                      "timestep": np.array([0.25 * np.log(30.0)], np.float32),
+                      "encoder_hidden_states": rng.standard_normal((4, 1, 32), dtype=np.float32),
+                      "added_time_ids": np.array([[6, 127, 0.02]] * 4, np.float32)},
+        "vae_decoder.onnx": {"latents": rng.standard_normal((7, 4, 8, 16), dtype=np.float32)},
+    }
+
+
 def _sess(path):
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -82,16 +96,7 @@ def test_committed_tiny_package_matches_a_fresh_export(tiny_package):
     out, _ = tiny_package
     from pathlib import Path
     committed = Path(__file__).resolve().parents[2] / "models" / "tiny"
-    rng = np.random.default_rng(0)
-    feeds = {
-        "image_encoder.onnx": {"pixel_values": rng.standard_normal((2, 3, 224, 224), dtype=np.float32)},
-        "vae_encoder.onnx": {"image": rng.uniform(-1, 1, (2, 3, 64, 128)).astype(np.float32)},
-        "unet.onnx": {"sample": rng.standard_normal((4, 7, 8, 8, 16), dtype=np.float32),
-                      "timestep": np.array([0.5], np.float32),
-                      "encoder_hidden_states": rng.standard_normal((4, 1, 32), dtype=np.float32),
-                      "added_time_ids": np.array([[6, 127, 0.02]] * 4, np.float32)},
-        "vae_decoder.onnx": {"latents": rng.standard_normal((7, 4, 8, 16), dtype=np.float32)},
-    }
+    feeds = random_feeds(0)
     for f, feed in feeds.items():
         a = _sess(committed / f).run(None, feed)[0]
         b = _sess(out / f).run(None, feed)[0]
@@ -122,16 +127,7 @@ def test_fp16_package_checks_loads_and_stays_close_to_fp32(tiny_source, tmp_path
                    TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, "tiny-fp16")
     assert json.loads((out / "manifest.json").read_text())["dtype"] == "fp16"
     fp32 = Path(__file__).resolve().parents[2] / "models" / "tiny"
-    rng = np.random.default_rng(2)
-    feeds = {
-        "image_encoder.onnx": {"pixel_values": rng.standard_normal((2, 3, 224, 224), dtype=np.float32)},
-        "vae_encoder.onnx": {"image": rng.uniform(-1, 1, (2, 3, 64, 128)).astype(np.float32)},
-        "unet.onnx": {"sample": rng.standard_normal((4, 7, 8, 8, 16), dtype=np.float32),
-                      "timestep": np.array([0.25 * np.log(30.0)], np.float32),
-                      "encoder_hidden_states": rng.standard_normal((4, 1, 32), dtype=np.float32),
-                      "added_time_ids": np.array([[6, 127, 0.02]] * 4, np.float32)},
-        "vae_decoder.onnx": {"latents": rng.standard_normal((7, 4, 8, 16), dtype=np.float32)},
-    }
+    feeds = random_feeds(2)
     for f, feed in feeds.items():
         s16 = _sess(out / f)
         assert all(i.type == "tensor(float)" for i in s16.get_inputs()), f"{f}: graph inputs must stay fp32"
