@@ -101,10 +101,6 @@ macro_rules! call {
 pub struct PropSet(pub OfxPropertySetHandle);
 
 impl PropSet {
-    pub fn is_null(&self) -> bool {
-        self.0.is_null()
-    }
-
     fn cname(name: &str) -> CString {
         CString::new(name).unwrap_or_default()
     }
@@ -484,10 +480,6 @@ impl Clip {
         let st = call!(suites()?.effect, clipGetRegionOfDefinition(self.handle, time, &mut r));
         check(st, || "cannot read the clip's region of definition".into())?;
         Ok([r.x1, r.y1, r.x2, r.y2])
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.props.get_int(s::CLIP_PROP_CONNECTED, 0).map(|v| v != 0).unwrap_or(true)
     }
 }
 

@@ -86,10 +86,6 @@ extern "C" fn main_entry(action: *const c_char, handle: *const c_void, in_args: 
     }
 }
 
-pub fn status(s: u32) -> OfxStatus {
-    s as OfxStatus
-}
-
 /// Diagnostics for tests and tools: generations this process actually ran (cache misses that generated).
 /// Not part of OpenFX; hosts ignore it.
 #[unsafe(no_mangle)]
