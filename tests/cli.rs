@@ -94,6 +94,41 @@ fn matches_the_pytorch_reference_with_replayed_noise() {
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("rs/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["unet_calls"], 12);
     assert_eq!(summary["provider"]["provider"], "CPUExecutionProvider");
+    assert_eq!(summary["latents_on"], "host");
+
+    // The on-device loop (IoBinding + the sampler graphs; what CUDA uses) forced on the CPU: every graph node is
+    // one correctly rounded elementwise op in the host loop's order, so the latents are bit-identical, not close.
+    let dev = d.join("rs_device");
+    let mut rs_dev: Vec<&str> = rs.clone();
+    let i = rs_dev.iter().position(|a| *a == "--out").unwrap();
+    rs_dev[i + 1] = dev.to_str().unwrap();
+    rs_dev.extend(["--sampler", "device"]);
+    let o = cli(&rs_dev);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, l_dev) = read_npy(&dev.join("latents.npy"));
+    assert_eq!(l_dev, l_rs, "device loop latents differ from the host loop's");
+    assert!(max_abs(&l_ref, &l_dev) <= 1e-4);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dev.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["latents_on"], "device (Cpu)");
+    assert_eq!(summary["unet_calls"], 12);
+}
+
+/// `doctor` runs the smoke step with the UNet profiled and reports which provider ran its kernels.
+#[test]
+fn doctor_reports_kernel_placement_from_a_profile() {
+    for (sampler, on) in [("host", "host"), ("device", "device (Cpu)")] {
+        let o = cli(&["doctor", "--models", "models/tiny", "--device", "cpu", "--sampler", sampler]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{}{}", out, stderr(&o));
+        assert!(out.contains("provider: CPUExecutionProvider (CPU requested)"), "{out}");
+        assert!(out.contains(&format!("latents on {on}, finite: true")), "{out}");
+        let line = out.lines().find(|l| l.starts_with("UNet kernels: ")).unwrap_or_else(|| panic!("{out}"));
+        // Only the CPU ran anything, and a one-step run of the tiny UNet executes thousands of kernels.
+        let n: usize = line["UNet kernels: ".len()..].split(' ').next().unwrap().parse().unwrap();
+        assert!(n > 1000, "{line}");
+        assert!(line.contains(" on CPUExecutionProvider (") && !line.contains("CUDA"), "{line}");
+        assert!(out.ends_with("doctor: all checks passed\n"), "{out}");
+    }
 }
 
 #[test]

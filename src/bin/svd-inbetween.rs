@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use svd_inbetween::image::ImageF32;
 use svd_inbetween::pipeline::manifest::{load_and_verify, sha256_file};
 use svd_inbetween::pipeline::noise::write_npy_f32;
-use svd_inbetween::pipeline::{CancelToken, Engine, Fusion, GenerateParams, NoiseSource, Progress, Stage};
+use svd_inbetween::pipeline::{CancelToken, Engine, Fusion, GenerateParams, LoadOptions, NoiseSource, Progress, SamplerPlacement, Stage};
 use svd_inbetween::runtime::{self, DevicePreference};
 
 #[derive(Parser)]
@@ -29,6 +29,8 @@ enum Command {
         models: Option<PathBuf>,
         #[arg(long, default_value = "auto")]
         device: DevicePreference,
+        #[arg(long, default_value = "auto")]
+        sampler: SamplerPlacement,
     },
 }
 
@@ -69,6 +71,10 @@ struct GenerateArgs {
     size: Option<String>,
     #[arg(long, default_value = "auto")]
     device: DevicePreference,
+    /// Where the latents live between UNet calls: `device` keeps them in the provider's memory (IoBinding; the
+    /// default on CUDA), `host` round-trips them through host memory (the default on the CPU).
+    #[arg(long, default_value = "auto")]
+    sampler: SamplerPlacement,
     #[arg(long = "save-noise", conflicts_with = "load_noise")]
     save_noise: Option<PathBuf>,
     #[arg(long = "load-noise")]
@@ -80,7 +86,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => generate(a),
-        Command::Doctor { models, device } => doctor(models.as_deref(), device),
+        Command::Doctor { models, device, sampler } => doctor(models.as_deref(), device, sampler),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,7 +138,8 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         ImageF32::read_png(p).map_err(|e| e.to_string())?;
     }
     let t_load = Instant::now();
-    let engine = Engine::load(&a.models, a.device).map_err(|e| e.to_string())?;
+    let engine = Engine::load_with(&a.models, &LoadOptions { device: a.device, sampler: a.sampler, ..Default::default() })
+        .map_err(|e| e.to_string())?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let m = engine.manifest();
     if let Some((w, h)) = requested {
@@ -197,6 +204,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         "params": params,
         "noise": match &a.load_noise { Some(d) => format!("replayed from {}", d.display()), None => format!("seed {}", a.seed) },
         "unet_calls": generation.stats.unet_calls,
+        "latents_on": generation.stats.latents_on,
         "seconds": {"load": load_seconds, "encode": generation.stats.encode_seconds, "denoise": generation.stats.denoise_seconds,
                     "decode": generation.stats.decode_seconds, "total_generate": total_seconds},
         "peak_rss_bytes": peak_rss_bytes(),
@@ -215,7 +223,7 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn doctor(models: Option<&Path>, device: DevicePreference) -> Result<(), String> {
+fn doctor(models: Option<&Path>, device: DevicePreference, sampler: SamplerPlacement) -> Result<(), String> {
     println!("ONNX Runtime candidates (first that loads wins):");
     for c in runtime::candidate_libraries(None) {
         println!("  {} [{}]{}", c.path.display(), c.origin, if c.path.exists() { "" } else { " (missing)" });
@@ -238,7 +246,11 @@ fn doctor(models: Option<&Path>, device: DevicePreference) -> Result<(), String>
         println!("  {name}: {} bytes, sha256 ok ({}…)", f.bytes, &got[..12]);
     }
     println!("models: {} ({}x{}, {} frames, {}) verified", pkg.manifest.name, pkg.manifest.width, pkg.manifest.height, pkg.manifest.num_frames, pkg.manifest.dtype);
-    let engine = Engine::load(dir, device).map_err(|e| e.to_string())?;
+    // The UNet is profiled for the smoke run: the trace says which provider ran each kernel.
+    let profile_dir = std::env::temp_dir().join(format!("svd-inbetween-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&profile_dir).map_err(|e| format!("cannot create {}: {e}", profile_dir.display()))?;
+    let options = LoadOptions { device, sampler, profile_unet: Some(profile_dir.join("unet")), ..Default::default() };
+    let engine = Engine::load_with(dir, &options).map_err(|e| e.to_string())?;
     println!("provider: {}", engine.provider());
     let m = engine.manifest();
     let grey = ImageF32::from_vec(m.width, m.height, 3, vec![0.5; m.width * m.height * 3]).unwrap();
@@ -246,9 +258,26 @@ fn doctor(models: Option<&Path>, device: DevicePreference) -> Result<(), String>
     let t = Instant::now();
     let g = engine.generate(&grey, &grey, &p, &NoiseSource::Seeded(0), None, &mut |_| {}, &CancelToken::new()).map_err(|e| e.to_string())?;
     let finite = g.frames.iter().all(|f| f.data.iter().all(|v| v.is_finite()));
-    println!("smoke run: 1 step, {} frames in {:.2} s, finite: {finite}", g.frames.len(), t.elapsed().as_secs_f64());
+    println!(
+        "smoke run: 1 step, {} frames in {:.2} s, latents on {}, finite: {finite}",
+        g.frames.len(),
+        t.elapsed().as_secs_f64(),
+        g.stats.latents_on
+    );
     if !finite {
         return Err("smoke run produced non-finite values".into());
+    }
+    let trace = engine.end_unet_profiling().map_err(|e| e.to_string())?;
+    let placement = runtime::profile::read_placement(&trace, g.stats.unet_calls);
+    let _ = std::fs::remove_dir_all(&profile_dir);
+    let placement = placement?;
+    println!("UNet kernels: {}", placement.summary());
+    if engine.provider().is_cuda() {
+        let on_cuda = placement.kernels_on("CUDAExecutionProvider");
+        if on_cuda == 0 {
+            return Err(format!("the CUDA provider registered but ran none of the UNet's {} kernels", placement.total()));
+        }
+        println!("CUDA verified: {on_cuda} of {} UNet kernels ran on CUDAExecutionProvider", placement.total());
     }
     println!("doctor: all checks passed");
     Ok(())

@@ -6,16 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use ort::memory::AllocationDevice;
 use ort::session::{RunOptions, Session};
 use ort::value::Tensor;
 
+use super::device::{DeviceLoop, Dims, LoopConstants, SamplerPlacement, SamplerSessions, inject_graph, prepare_graph, update_graph};
 use super::manifest::{VerifiedManifest, load_and_verify};
 use super::noise::{NoiseSource, NoiseStream};
 use super::preprocess::{clip_pixels, to_planar_pm1};
 use super::schedule::{euler_v_step, input_divisor, guidance_and_weights, init_noise_sigma, karras_sigmas, reinjection_std, timestep};
 use super::{GenerateParams, PipelineError};
 use crate::image::ImageF32;
-use crate::runtime::{self, DevicePreference, ProviderInfo, RuntimeInfo};
+use crate::runtime::{self, DevicePreference, ProviderInfo, RuntimeInfo, SessionOptions, SessionSource};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Stage {
@@ -86,6 +88,8 @@ pub struct Stats {
     pub encode_seconds: f64,
     pub denoise_seconds: f64,
     pub decode_seconds: f64,
+    /// Where the latents lived between UNet calls: "host", or "device (Cpu|Cuda)" for the IoBinding loop.
+    pub latents_on: String,
 }
 
 /// The result of one generation: F frames at the model's H×W (RGB, [0,1]), and the final latents (1,F,4,h,w).
@@ -105,6 +109,19 @@ pub struct Engine {
     vae_encoder: Mutex<Session>,
     unet: Mutex<Session>,
     vae_decoder: Mutex<Session>,
+    sampler: Mutex<SamplerSessions>,
+    placement: SamplerPlacement,
+}
+
+/// How to open a package. `Default` is what the plugin uses.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub device: DevicePreference,
+    /// An explicit ONNX Runtime library, tried before the usual places.
+    pub ort_library: Option<PathBuf>,
+    /// Profile the UNet session (ORT JSON trace with this prefix); `Engine::end_unet_profiling` returns the file.
+    pub profile_unet: Option<PathBuf>,
+    pub sampler: SamplerPlacement,
 }
 
 /// Conditioning computed once per generation.
@@ -117,26 +134,56 @@ struct Conditioning {
 impl Engine {
     /// Verifies the package (manifest + sha256 of every file) and opens its four sessions.
     pub fn load(dir: &Path, device: DevicePreference) -> Result<Self, PipelineError> {
-        Self::load_with_library(dir, device, None)
+        Self::load_with(dir, &LoadOptions { device, ..Default::default() })
     }
 
-    pub fn load_with_library(dir: &Path, device: DevicePreference, ort_library: Option<&Path>) -> Result<Self, PipelineError> {
+    pub fn load_with(dir: &Path, o: &LoadOptions) -> Result<Self, PipelineError> {
         let package = load_and_verify(dir)?;
-        let (env, info) = runtime::environment(ort_library)?;
-        let open = |role: &str| runtime::create_session(env, &package.model_path(role), device);
-        // The UNet decides where the work happens; the small models follow its provider.
-        let (unet, provider) = open("unet")?;
-        let small = if provider.is_cuda() { device } else { DevicePreference::Cpu };
+        let (env, info) = runtime::environment(o.ort_library.as_deref())?;
+        let unet_options = SessionOptions { profile_prefix: o.profile_unet.clone() };
+        let unet_path = package.model_path("unet");
+        let (unet, provider) = runtime::create_session_from(env, &SessionSource::File(&unet_path), o.device, &unet_options)?;
+        // The UNet decides where the work happens; everything else follows its provider, and must get it (a
+        // sampler graph on another device than the UNet's buffers would be a silent copy per call).
+        let small = if provider.is_cuda() { DevicePreference::Cuda } else { DevicePreference::Cpu };
         let open_small = |role: &str| runtime::create_session(env, &package.model_path(role), small).map(|(s, _)| Mutex::new(s));
+        let dims = Dims { frames: package.manifest.num_frames, h: package.manifest.height / 8, w: package.manifest.width / 8 };
+        let open_graph = |label: &str, build: &dyn Fn() -> ort::Result<ort::editor::Model>| {
+            runtime::create_session_from(env, &SessionSource::Built { label, build }, small, &SessionOptions::default()).map(|(s, _)| s)
+        };
+        let sampler = SamplerSessions {
+            prepare: open_graph("sampler_prepare", &|| prepare_graph(dims))?,
+            update: open_graph("sampler_update", &|| update_graph(dims))?,
+            inject: open_graph("sampler_inject", &|| inject_graph(dims))?,
+        };
         Ok(Self {
             image_encoder: open_small("image_encoder")?,
             vae_encoder: open_small("vae_encoder")?,
             vae_decoder: open_small("vae_decoder")?,
             unet: Mutex::new(unet),
+            sampler: Mutex::new(sampler),
+            placement: o.sampler,
             runtime: info.clone(),
             provider,
             package,
         })
+    }
+
+    /// Whether the denoising loop keeps its latents on the device (IoBinding) rather than on the host.
+    pub fn latents_on_device(&self) -> bool {
+        match self.placement {
+            SamplerPlacement::Auto => self.provider.is_cuda(),
+            SamplerPlacement::Host => false,
+            SamplerPlacement::Device => true,
+        }
+    }
+
+    /// Ends profiling of the UNet session (opened with `profile_unet`) and returns the trace file.
+    pub fn end_unet_profiling(&self) -> Result<PathBuf, PipelineError> {
+        let mut unet = self.unet.lock().unwrap_or_else(|p| p.into_inner());
+        unet.end_profiling()
+            .map(PathBuf::from)
+            .map_err(|e| PipelineError::Inference { stage: "profiling", message: e.to_string() })
     }
 
     pub fn manifest(&self) -> &super::manifest::Manifest {
@@ -222,33 +269,44 @@ impl Engine {
         let sigmas = karras_sigmas(p.steps as usize, m.scheduler.sigma_min, m.scheduler.sigma_max, m.scheduler.rho);
         let (g_fwd, g_rev, w_fwd) = guidance_and_weights(p.fusion, p.min_guidance_scale, p.max_guidance_scale, frames);
         let init_sigma = init_noise_sigma(sigmas.iter().cloned().fold(0.0, f32::max));
-        let mut z: Vec<f32> = rng.draw("init_latents", &[1, frames, 4, h, w])?.into_iter().map(|v| v * init_sigma).collect();
 
         // 3. denoise: for each (σ, σ_next): fused step; in the first ⌊ratio·steps⌋ steps, re-inject and redo it
         let t0 = Instant::now();
-        let n_inject = (p.steps as f64 * p.noise_injection_ratio as f64).floor() as usize;
         let mut calls = 0usize;
-        let mut step = |z: &mut Vec<f32>, i: usize, calls: &mut usize| -> Result<(), PipelineError> {
-            cancel.check()?;
-            let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts)?;
-            euler_v_step(z, &v, sigmas[i], sigmas[i + 1]);
+        let mut count = |calls: &mut usize| {
             *calls += 1;
             progress(&Progress { stage: Stage::Denoise, unet_calls_done: *calls, unet_calls_total: total });
-            Ok(())
         };
-        for i in 0..p.steps as usize {
-            step(&mut z, i, &mut calls)?;
-            if i < n_inject {
-                let std = reinjection_std(sigmas[i], sigmas[i + 1]);
-                for j in 0..p.noise_injection_steps {
-                    let eps = rng.draw(&format!("inject_step{i}_iter{j}"), &[1, frames, 4, h, w])?;
-                    for (zi, e) in z.iter_mut().zip(&eps) {
-                        *zi += e * std;
+        let schedule = Schedule { sigmas: &sigmas, g_fwd: &g_fwd, g_rev: &g_rev, w_fwd: &w_fwd, init_sigma, steps: p.steps as usize, n_inject: (p.steps as f64 * p.noise_injection_ratio as f64).floor() as usize, rounds: p.noise_injection_steps as usize };
+        let z = if self.latents_on_device() {
+            let (z, device) = self.denoise_on_device(&schedule, &cond, &mut rng, &mut |c| count(c), &mut calls, cancel, opts)?;
+            stats.latents_on = format!("device ({device})");
+            z
+        } else {
+            stats.latents_on = "host".into();
+            let mut z: Vec<f32> = rng.draw("init_latents", &[1, frames, 4, h, w])?.into_iter().map(|v| v * init_sigma).collect();
+            let mut step = |z: &mut Vec<f32>, i: usize, calls: &mut usize| -> Result<(), PipelineError> {
+                cancel.check()?;
+                let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts)?;
+                euler_v_step(z, &v, sigmas[i], sigmas[i + 1]);
+                count(calls);
+                Ok(())
+            };
+            for i in 0..schedule.steps {
+                step(&mut z, i, &mut calls)?;
+                if i < schedule.n_inject {
+                    let std = reinjection_std(sigmas[i], sigmas[i + 1]);
+                    for j in 0..schedule.rounds {
+                        let eps = rng.draw(&format!("inject_step{i}_iter{j}"), &[1, frames, 4, h, w])?;
+                        for (zi, e) in z.iter_mut().zip(&eps) {
+                            *zi += e * std;
+                        }
+                        step(&mut z, i, &mut calls)?;
                     }
-                    step(&mut z, i, &mut calls)?;
                 }
             }
-        }
+            z
+        };
         stats.unet_calls = calls;
         stats.denoise_seconds = t0.elapsed().as_secs_f64();
         debug_assert_eq!(z.len(), lat_len);
@@ -261,6 +319,57 @@ impl Engine {
         stats.decode_seconds = t0.elapsed().as_secs_f64();
         progress(&Progress { stage: Stage::Done, unet_calls_done: calls, unet_calls_total: total });
         Ok(Generation { frames: images, latents: z, latent_shape: [1, frames, 4, h, w], stats })
+    }
+
+    /// The denoising loop of `generate_inner` with the latents on the device (see `device.rs`): same noise draws
+    /// in the same order, same arithmetic, run as graphs on the UNet's provider.
+    #[allow(clippy::too_many_arguments)]
+    fn denoise_on_device(
+        &self,
+        sch: &Schedule<'_>,
+        cond: &Conditioning,
+        rng: &mut NoiseStream,
+        count: &mut dyn FnMut(&mut usize),
+        calls: &mut usize,
+        cancel: &CancelToken,
+        opts: &RunOptions,
+    ) -> Result<(Vec<f32>, String), PipelineError> {
+        let m = &self.package.manifest;
+        let dims = Dims { frames: m.num_frames, h: m.height / 8, w: m.width / 8 };
+        let frames = dims.frames;
+        let fail = |e: ort::Error| PipelineError::Inference { stage: "denoise (latents on device)", message: e.to_string() };
+        let (ehs, ids) = unet_conditioning(cond);
+        let consts = LoopConstants {
+            cond_rows: cond_rows(cond, frames),
+            encoder_hidden_states: (vec![4, 1, cond.emb[0].len()], ehs),
+            added_time_ids: (vec![4, 3], ids),
+            g_fwd: sch.g_fwd,
+            g_rev_by_output_frame: (0..frames).map(|f| sch.g_rev[frames - 1 - f]).collect(),
+            w_fwd: sch.w_fwd,
+            w_rev: sch.w_fwd.iter().map(|w| 1.0 - w).collect(),
+        };
+        let device = if self.provider.is_cuda() { AllocationDevice::CUDA } else { AllocationDevice::CPU };
+        let mut unet = self.unet.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sampler.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lp = DeviceLoop::new(dims, &device, &sessions, &unet, &consts).map_err(fail)?;
+        let shape = [1, frames, 4, dims.h, dims.w];
+        lp.inject(&mut sessions.inject, rng.draw("init_latents", &shape)?, sch.init_sigma, true, opts).map_err(fail)?;
+        for i in 0..sch.steps {
+            let (sigma, sigma_next) = (sch.sigmas[i], sch.sigmas[i + 1]);
+            let s2 = sigma * sigma + 1.0;
+            let euler = [-sigma / s2.sqrt(), s2, sigma, sigma_next - sigma];
+            let rounds = if i < sch.n_inject { sch.rounds } else { 0 };
+            for j in 0..=rounds {
+                if j > 0 {
+                    let eps = rng.draw(&format!("inject_step{i}_iter{}", j - 1), &shape)?;
+                    lp.inject(&mut sessions.inject, eps, reinjection_std(sigma, sigma_next), false, opts).map_err(fail)?;
+                }
+                cancel.check()?;
+                lp.step(&mut sessions, &mut unet, input_divisor(sigma), timestep(sigma), euler, opts).map_err(fail)?;
+                count(calls);
+            }
+        }
+        Ok((lp.download().map_err(fail)?, lp.buffers_device()))
     }
 
     fn encode(&self, from: &ImageF32, to: &ImageF32, p: &GenerateParams, rng: &mut NoiseStream, opts: &RunOptions) -> Result<Conditioning, PipelineError> {
@@ -318,10 +427,7 @@ impl Engine {
             }
         }
         let d = cond.emb[0].len();
-        let mut ehs = vec![0.0f32; 4 * d];
-        ehs[d..2 * d].copy_from_slice(&cond.emb[0]);
-        ehs[3 * d..].copy_from_slice(&cond.emb[1]);
-        let ids: Vec<f32> = (0..4).flat_map(|_| cond.added_time_ids).collect();
+        let (ehs, ids) = unet_conditioning(cond);
         let out = run(
             &self.unet,
             "unet",
@@ -375,6 +481,44 @@ impl Engine {
         }
         Ok(images)
     }
+}
+
+/// The schedule of one generation, shared by the host and device loops.
+struct Schedule<'a> {
+    sigmas: &'a [f32],
+    g_fwd: &'a [f32],
+    g_rev: &'a [f32],
+    w_fwd: &'a [f32],
+    init_sigma: f32,
+    steps: usize,
+    n_inject: usize,
+    rounds: usize,
+}
+
+/// The fused batch's CLIP embeddings (zero for the unconditional rows) and added time ids, rows
+/// [fwd_uncond, fwd_cond, rev_uncond, rev_cond].
+fn unet_conditioning(cond: &Conditioning) -> (Vec<f32>, Vec<f32>) {
+    let d = cond.emb[0].len();
+    let mut ehs = vec![0.0f32; 4 * d];
+    ehs[d..2 * d].copy_from_slice(&cond.emb[0]);
+    ehs[3 * d..].copy_from_slice(&cond.emb[1]);
+    let ids: Vec<f32> = (0..4).flat_map(|_| cond.added_time_ids).collect();
+    (ehs, ids)
+}
+
+/// (4,F,4,h,w): each row's VAE conditioning latents repeated over the frames (zero for the unconditional rows).
+fn cond_rows(cond: &Conditioning, frames: usize) -> Vec<f32> {
+    let plane = cond.latents[0].len();
+    let mut out = Vec::with_capacity(4 * frames * plane);
+    for row in [None, Some(&cond.latents[0]), None, Some(&cond.latents[1])] {
+        for _ in 0..frames {
+            match row {
+                Some(l) => out.extend_from_slice(l),
+                None => out.extend(std::iter::repeat_n(0.0f32, plane)),
+            }
+        }
+    }
+    out
 }
 
 /// Runs one session on named f32 inputs and returns its first output, flattened.

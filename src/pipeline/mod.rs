@@ -1,6 +1,7 @@
 //! The Generative Inbetweening pipeline over an exported model package (DESIGN §4): encode → prepare → denoise
 //! (fused bidirectional UNet, CFG, fusion, Euler, noise re-injection) → decode.
 
+mod device;
 mod engine;
 pub mod manifest;
 pub mod noise;
@@ -9,7 +10,8 @@ pub mod schedule;
 
 use thiserror::Error;
 
-pub use engine::{CancelToken, Engine, Generation, Progress, Stage, Stats};
+pub use device::SamplerPlacement;
+pub use engine::{CancelToken, Engine, Generation, LoadOptions, Progress, Stage, Stats};
 pub use noise::NoiseSource;
 pub use schedule::Fusion;
 

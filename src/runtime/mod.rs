@@ -6,6 +6,7 @@
 //! link-time dependency, so a missing runtime is a clear message instead of a host that fails to load the plugin.
 
 mod locate;
+pub mod profile;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -13,6 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
 use ort::logging::LogLevel;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use thiserror::Error;
@@ -150,17 +152,69 @@ pub fn cuda_compiled_in() -> bool {
     <ep::CUDA as ExecutionProvider>::is_available().unwrap_or(false)
 }
 
-/// Builds a session for one model file. With `Auto`, CUDA registration failures fall back to the CPU and the
-/// reason is returned; with `Cuda` they are errors. Registration is done with `error_on_failure` because ort's
-/// default silently runs on the CPU (research/ort.md §2).
+/// What a session is built from: a model file of the package, or a graph the engine builds in memory with ONNX
+/// Runtime's model editor (the on-device sampler graphs). The builder closure is called again for the CPU after a
+/// failed CUDA attempt, because an editor `Model` is consumed by the attempt.
+pub enum SessionSource<'a> {
+    File(&'a Path),
+    Built { label: &'a str, build: &'a dyn Fn() -> ort::Result<ort::editor::Model> },
+}
+
+impl SessionSource<'_> {
+    fn label(&self) -> String {
+        match self {
+            Self::File(p) => p.display().to_string(),
+            Self::Built { label, .. } => format!("<built-in graph {label}>"),
+        }
+    }
+
+    fn commit(&self, builder: ort::session::builder::SessionBuilder) -> Result<Session, String> {
+        match self {
+            Self::File(p) => {
+                let mut b = builder;
+                b.commit_from_file(p).map_err(|e| e.to_string())
+            }
+            Self::Built { build, .. } => {
+                let model = build().map_err(|e| format!("building the graph: {e}"))?;
+                model.into_session(&builder).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// Per-session options beyond the provider.
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// Write an ONNX Runtime profile (JSON, one event per kernel with the provider that ran it) with this prefix.
+    pub profile_prefix: Option<PathBuf>,
+}
+
+/// Builds a session for one model file on the best provider `pref` allows (see [`create_session_from`]).
 pub fn create_session(env: &Environment, model: &Path, pref: DevicePreference) -> Result<(Session, ProviderInfo), RuntimeError> {
-    let session_err = |message: String| RuntimeError::Session { path: model.display().to_string(), message };
-    let cpu_builder = || -> Result<_, RuntimeError> {
-        let b = Session::builder(env).map_err(|e| session_err(e.to_string()))?;
-        let b = b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(|e| session_err(e.to_string()))?;
+    create_session_from(env, &SessionSource::File(model), pref, &SessionOptions::default())
+}
+
+/// Builds a session. With `Auto`, a CUDA failure (registration or verification) falls back to the CPU and the
+/// reason is returned; with `Cuda` it is an error. Registration is done with `error_on_failure` because ort's
+/// default silently runs on the CPU, and a registered provider is then checked to have really come up (research/
+/// ort.md §2.2: registration succeeding is not proof; pykeio/ort#567).
+pub fn create_session_from(
+    env: &Environment,
+    source: &SessionSource<'_>,
+    pref: DevicePreference,
+    options: &SessionOptions,
+) -> Result<(Session, ProviderInfo), RuntimeError> {
+    let label = source.label();
+    let session_err = |message: String| RuntimeError::Session { path: label.clone(), message };
+    let cpu_builder = || -> Result<_, String> {
+        let b = Session::builder(env).map_err(|e| e.to_string())?;
+        let b = b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(|e| e.to_string())?;
         // Hosts run their own thread pools; spinning ORT workers would steal their cores between our calls.
-        let b = b.with_intra_op_spinning(false).map_err(|e| session_err(e.to_string()))?;
-        Ok(b)
+        let b = b.with_intra_op_spinning(false).map_err(|e| e.to_string())?;
+        match &options.profile_prefix {
+            Some(prefix) => b.with_profiling(prefix).map_err(|e| e.to_string()),
+            None => Ok(b),
+        }
     };
 
     let fallback_reason;
@@ -175,9 +229,10 @@ pub fn create_session(env: &Environment, model: &Path, pref: DevicePreference) -
                 .with_tf32(false)
                 .build()
                 .error_on_failure();
-            let b = cpu_builder().map_err(|e| e.to_string())?;
-            let mut b = b.with_execution_providers([cuda]).map_err(|e| e.to_string())?;
-            b.commit_from_file(model).map_err(|e| e.to_string())
+            let b = cpu_builder()?.with_execution_providers([cuda]).map_err(|e| e.to_string())?;
+            let session = source.commit(b)?;
+            verify_cuda(&session)?;
+            Ok(session)
         })();
         match attempt {
             Ok(s) => {
@@ -186,14 +241,28 @@ pub fn create_session(env: &Environment, model: &Path, pref: DevicePreference) -
             Err(reason) if pref == DevicePreference::Cuda => return Err(RuntimeError::CudaUnavailable(reason)),
             Err(reason) => {
                 // Info, not a warning: callers show the reason (ProviderInfo) where the user looks.
-                log::info!("CUDA not used for {}: {reason}; running on the CPU", model.display());
+                log::info!("CUDA not used for {label}: {reason}; running on the CPU");
                 fallback_reason = Some(reason);
             }
         }
     } else {
         fallback_reason = Some("CPU requested".into());
     }
-    let mut b = cpu_builder()?;
-    let s = b.commit_from_file(model).map_err(|e| session_err(e.to_string()))?;
+    let s = source.commit(cpu_builder().map_err(&session_err)?).map_err(session_err)?;
     Ok((s, ProviderInfo { provider: "CPUExecutionProvider".into(), fallback_reason }))
+}
+
+/// The memory a session's CUDA provider allocates from; `Allocator::new` on it fails unless that provider was
+/// really instantiated in the session.
+pub fn cuda_memory() -> ort::Result<MemoryInfo<'static>> {
+    MemoryInfo::new(AllocationDevice::CUDA, 0, AllocatorType::Device, MemoryType::Default)
+}
+
+/// A committed session whose CUDA provider did not come up has no CUDA allocator: asking for one is a cheap check
+/// that needs no inference run (the silent-fallback case of pykeio/ort#567 would fail here).
+fn verify_cuda(session: &Session) -> Result<(), String> {
+    let memory = cuda_memory().map_err(|e| e.to_string())?;
+    Allocator::new(session, memory)
+        .map(drop)
+        .map_err(|e| format!("the CUDA provider registered but the session has no CUDA memory ({e})"))
 }
