@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
+. scripts/setup-ort-gpu.sh
 
 echo "== build (workspace) and the OpenFX bundle"
 cargo build --workspace --all-targets

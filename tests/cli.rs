@@ -218,3 +218,62 @@ fn bad_input_is_a_one_line_error() {
     // one line each
     assert!(!e.contains('\n'));
 }
+
+fn gpu_build() -> PathBuf {
+    let p = std::env::var_os("SVD_INBETWEEN_ORT_GPU_LIB").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/svd-inbetween/onnxruntime-gpu-1.31.1/libonnxruntime.so.1.31.1")
+    });
+    assert!(p.exists(), "the CUDA build of ONNX Runtime is fetched by `bash scripts/setup-ort-gpu.sh` (looked for {})", p.display());
+    p
+}
+
+fn has_nvidia_driver() -> bool {
+    Command::new("nvidia-smi").output().is_ok_and(|o| o.status.success())
+}
+
+/// The real CUDA provider library (onnxruntime-gpu) on a machine without CUDA: `--device cuda` is a one-line error
+/// that names the missing library and what to install; `auto` runs on the CPU and records why in summary.json.
+/// (On a machine with a GPU the same commands must instead run on CUDA with the latents on the device.)
+#[test]
+fn cuda_build_without_cuda_fails_loudly_or_falls_back_with_the_reason() {
+    let lib = gpu_build();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |device: &str, out: &str| {
+        let o = d.join(out);
+        Command::new(env!("CARGO_BIN_EXE_svd-inbetween"))
+            .args(["generate", "--models", "models/tiny", "--from", "assets/keyframes/a.png", "--to", "assets/keyframes/b.png"])
+            .args(["--steps", "2", "--noise-injection-steps", "1", "--device", device, "--out", o.to_str().unwrap()])
+            .env("SVD_INBETWEEN_ORT_LIB", &lib)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let summary = |out: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(d.join(out).join("summary.json")).unwrap()).unwrap() };
+
+    let o = run("cuda", "cuda");
+    if has_nvidia_driver() && o.status.success() {
+        let s = summary("cuda");
+        assert_eq!(s["provider"]["provider"], "CUDAExecutionProvider");
+        assert_eq!(s["latents_on"], "device (Cuda)");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    let line = e.lines().last().unwrap();
+    assert!(line.starts_with("svd-inbetween: error: CUDA was requested but is not usable: "), "{e}");
+    if !has_nvidia_driver() {
+        // CUDA's own libraries are what is missing here; the provider library itself was found and tried.
+        assert!(line.contains(" — Failed to load library ") && line.contains("libonnxruntime_providers_cuda.so with error: lib"), "{line}");
+        assert!(line.contains("cannot open shared object file") && !line.contains("onnxruntime_src"), "{line}");
+    }
+
+    let o = run("auto", "auto");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary("auto");
+    assert_eq!(s["provider"]["provider"], "CPUExecutionProvider");
+    assert_eq!(s["latents_on"], "host");
+    let reason = s["provider"]["fallback_reason"].as_str().unwrap();
+    assert_eq!(format!("svd-inbetween: error: CUDA was requested but is not usable: {reason}"), line, "same reason both ways");
+    assert_eq!(s["onnxruntime"]["library"], lib.to_str().unwrap());
+}

@@ -223,14 +223,15 @@ pub fn create_session_from(
             if !cuda_compiled_in() {
                 return Err("this ONNX Runtime build has no CUDA provider (install onnxruntime-gpu)".into());
             }
+            preload_pip_cuda().map_err(|e| describe_cuda_failure(&e))?;
             let cuda = ep::CUDA::default()
                 .with_device_id(0)
                 .with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested)
                 .with_tf32(false)
                 .build()
                 .error_on_failure();
-            let b = cpu_builder()?.with_execution_providers([cuda]).map_err(|e| e.to_string())?;
-            let session = source.commit(b)?;
+            let b = cpu_builder()?.with_execution_providers([cuda]).map_err(|e| describe_cuda_failure(&e.to_string()))?;
+            let session = source.commit(b).map_err(|e| describe_cuda_failure(&e))?;
             verify_cuda(&session)?;
             Ok(session)
         })();
@@ -265,4 +266,71 @@ fn verify_cuda(session: &Session) -> Result<(), String> {
     Allocator::new(session, memory)
         .map(drop)
         .map_err(|e| format!("the CUDA provider registered but the session has no CUDA memory ({e})"))
+}
+
+/// ONNX Runtime's CUDA errors carry its source path and error-code prefix; keep the cause and add what to do.
+pub fn describe_cuda_failure(raw: &str) -> String {
+    let cause = raw.rsplit_once("FAIL : ").map_or(raw, |(_, c)| c).trim();
+    let missing = cause
+        .split_once(": cannot open shared object file")
+        .and_then(|(head, _)| head.rsplit(": ").next())
+        .map(|lib| lib.rsplit('/').next().unwrap_or(lib));
+    let hint = match missing {
+        Some(lib) if lib.starts_with("libcuda.so") => {
+            "no NVIDIA driver is installed (libcuda.so.1 comes with the driver)".to_string()
+        }
+        Some(lib) if lib.starts_with("libcudnn") => {
+            format!("cuDNN 9 is missing ({lib}): install it, or `pip install nvidia-cudnn-cu13` next to onnxruntime-gpu")
+        }
+        Some(lib) if lib.starts_with("libonnxruntime_providers_cuda") => {
+            "the onnxruntime-gpu installation is incomplete (reinstall it)".to_string()
+        }
+        Some(lib) => format!(
+            "the CUDA 13 libraries are not found ({lib}): install CUDA 13 and cuDNN 9 on the library path, or `pip install \"onnxruntime-gpu[cuda,cudnn]==1.31.1\"`"
+        ),
+        None => return cause.to_string(),
+    };
+    format!("{hint} — {cause}")
+}
+
+static CUDA_PRELOAD: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// onnxruntime-gpu installed with its `[cuda,cudnn]` extras puts CUDA and cuDNN in pip's `nvidia/` folders, which
+/// the dynamic loader does not search; the Python package preloads them, and so do we (once, before the first CUDA
+/// registration), so the plugin works in a host without LD_LIBRARY_PATH set up for it.
+fn preload_pip_cuda() -> Result<(), String> {
+    CUDA_PRELOAD
+        .get_or_init(|| {
+            let Some(Ok(loaded)) = RUNTIME.get() else { return Ok(()) };
+            // <site-packages>/onnxruntime/capi/libonnxruntime.so → <site-packages>/nvidia/{cu13,cudnn}/lib
+            let Some(site) = loaded.info.library.parent().and_then(Path::parent).and_then(Path::parent) else { return Ok(()) };
+            let (cuda, cudnn) = (site.join("nvidia/cu13/lib"), site.join("nvidia/cudnn/lib"));
+            if !cuda.is_dir() || !cudnn.is_dir() {
+                return Ok(());
+            }
+            log::info!("preloading CUDA from {} and cuDNN from {}", cuda.display(), cudnn.display());
+            ep::cuda::preload_dylibs(Some(&cuda), Some(&cudnn)).map_err(|e| format!("{e} (from {})", cuda.display()))
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_cuda_failure;
+
+    #[test]
+    fn cuda_failures_become_a_cause_and_a_next_step() {
+        // verbatim from the onnxruntime-gpu 1.31.1 wheel on a machine without CUDA
+        let raw = "/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:2043 onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library /x/capi/libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open shared object file: No such file or directory\n";
+        assert_eq!(
+            describe_cuda_failure(raw),
+            "the CUDA 13 libraries are not found (libcublasLt.so.13): install CUDA 13 and cuDNN 9 on the library path, or `pip install \"onnxruntime-gpu[cuda,cudnn]==1.31.1\"` — Failed to load library /x/capi/libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open shared object file: No such file or directory"
+        );
+        let raw = "[ONNXRuntimeError] : 1 : FAIL : Failed to load library /x/libonnxruntime_providers_cuda.so with error: libcuda.so.1: cannot open shared object file: No such file or directory";
+        assert!(describe_cuda_failure(raw).starts_with("no NVIDIA driver is installed (libcuda.so.1 comes with the driver) — Failed to load"));
+        let raw = "Failed to load library /x/libonnxruntime_providers_cuda.so with error: /x/libonnxruntime_providers_cuda.so: cannot open shared object file: No such file or directory";
+        assert!(describe_cuda_failure(raw).starts_with("the onnxruntime-gpu installation is incomplete"), "{}", describe_cuda_failure(raw));
+        // anything else passes through, trimmed
+        assert_eq!(describe_cuda_failure("  CUDA failure 100: no CUDA-capable device is detected\n"), "CUDA failure 100: no CUDA-capable device is detected");
+    }
 }
