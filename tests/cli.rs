@@ -181,6 +181,10 @@ fn bad_input_is_a_one_line_error() {
     );
     assert_eq!(run(with(&["--models", "models/tiny", "--size", "100x64"])), "svd-inbetween: error: size 100x64 is not a multiple of 64");
     assert_eq!(
+        run(with(&["--models", "models/tiny", "--low-memory"])),
+        "svd-inbetween: error: model folder models/tiny: low memory needs a UNet exported with --unet-batch 2 or dynamic; this one takes batch 4"
+    );
+    assert_eq!(
         run(with(&["--models", "models/tiny", "--size", "256x128"])),
         "svd-inbetween: error: size 256x128 differs from the model package's 128x64 (export a package at that size)"
     );
@@ -276,4 +280,41 @@ fn cuda_build_without_cuda_fails_loudly_or_falls_back_with_the_reason() {
     let reason = s["provider"]["fallback_reason"].as_str().unwrap();
     assert_eq!(format!("svd-inbetween: error: CUDA was requested but is not usable: {reason}"), line, "same reason both ways");
     assert_eq!(s["onnxruntime"]["library"], lib.to_str().unwrap());
+}
+
+/// The low-memory UNet (exported with --unet-batch 2: the unconditional pair, then the conditional pair) gives
+/// the same prediction as the batch-4 graph, in both loops. The row pairing decides the attention maps the
+/// reverse rows use, so a wrong grouping would show as an O(1) difference, not rounding.
+#[test]
+fn low_memory_half_batch_matches_the_batch_4_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pkg = d.join("tiny_k1");
+    let o = Command::new(python())
+        .args(["-m", "tools.export", "--tiny", "--unet-batch", "2", "--out", pkg.to_str().unwrap()])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "export failed: {}", stderr(&o));
+    let run = |models: &Path, out: &str, extra: &[&str]| {
+        let o = d.join(out);
+        let mut args = vec!["generate", "--models", models.to_str().unwrap(), "--from", "assets/keyframes/a.png", "--to", "assets/keyframes/b.png"];
+        args.extend(["--steps", "4", "--seed", "3", "--noise-injection-steps", "2", "--device", "cpu", "--out", o.to_str().unwrap()]);
+        args.extend(extra);
+        let r = cli(&args);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let s: serde_json::Value = serde_json::from_slice(&std::fs::read(o.join("summary.json")).unwrap()).unwrap();
+        (read_npy(&o.join("latents.npy")).1, s)
+    };
+    let (base, s) = run(&root().join("models/tiny"), "k2", &[]);
+    assert_eq!(s["unet_runs_per_step"], 1);
+    for (sampler, on) in [("host", "host"), ("device", "device (Cpu)")] {
+        let (l, s) = run(&pkg, sampler, &["--sampler", sampler, "--low-memory"]);
+        assert_eq!(s["unet_runs_per_step"], 2);
+        assert_eq!(s["latents_on"], on);
+        assert_eq!(s["unet_calls"], 8, "fused predictions, as with batch 4");
+        let diff = max_abs(&base, &l);
+        eprintln!("low memory ({sampler} loop) vs batch 4: latents max abs {diff:.3e}");
+        assert!(diff <= 1e-5, "{sampler}: {diff}");
+    }
 }

@@ -75,6 +75,10 @@ struct GenerateArgs {
     /// default on CUDA), `host` round-trips them through host memory (the default on the CPU).
     #[arg(long, default_value = "auto")]
     sampler: SamplerPlacement,
+    /// Run the UNet at half batch: two calls per step, about half the activation memory (needs a package exported
+    /// with --unet-batch 2 or dynamic).
+    #[arg(long = "low-memory")]
+    low_memory: bool,
     #[arg(long = "save-noise", conflicts_with = "load_noise")]
     save_noise: Option<PathBuf>,
     #[arg(long = "load-noise")]
@@ -138,7 +142,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         ImageF32::read_png(p).map_err(|e| e.to_string())?;
     }
     let t_load = Instant::now();
-    let engine = Engine::load_with(&a.models, &LoadOptions { device: a.device, sampler: a.sampler, ..Default::default() })
+    let engine = Engine::load_with(&a.models, &LoadOptions { device: a.device, sampler: a.sampler, low_memory: a.low_memory, ..Default::default() })
         .map_err(|e| e.to_string())?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let m = engine.manifest();
@@ -205,6 +209,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         "noise": match &a.load_noise { Some(d) => format!("replayed from {}", d.display()), None => format!("seed {}", a.seed) },
         "unet_calls": generation.stats.unet_calls,
         "latents_on": generation.stats.latents_on,
+        "unet_runs_per_step": engine.unet_runs_per_prediction(),
         "seconds": {"load": load_seconds, "encode": generation.stats.encode_seconds, "denoise": generation.stats.denoise_seconds,
                     "decode": generation.stats.decode_seconds, "total_generate": total_seconds},
         "peak_rss_bytes": peak_rss_bytes(),

@@ -15,6 +15,7 @@ use ort::editor::{Graph, Model, Node, ONNX_DOMAIN, Opset};
 use ort::memory::{AllocationDevice, Allocator};
 use ort::operator::Attribute;
 use ort::session::{RunOptions, Session};
+use super::PipelineError;
 use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
 
 /// Where the latents live between UNet calls.
@@ -53,8 +54,8 @@ impl Dims {
     fn latents(&self) -> [i64; 5] {
         [1, self.frames as i64, 4, self.h as i64, self.w as i64]
     }
-    fn rows(&self, channels: i64) -> [i64; 5] {
-        [4, self.frames as i64, channels, self.h as i64, self.w as i64]
+    fn rows(&self, channels: i64, n: i64) -> [i64; 5] {
+        [n, self.frames as i64, channels, self.h as i64, self.w as i64]
     }
     fn per_frame(&self) -> [i64; 5] {
         [1, self.frames as i64, 1, 1, 1]
@@ -62,6 +63,25 @@ impl Dims {
 }
 
 const OPSET: u32 = 21;
+
+/// The fused prediction's logical rows: 0 forward unconditional, 1 forward conditional, 2 reverse unconditional,
+/// 3 reverse conditional. One UNet call takes one group of them, forward rows first, because the graph pairs row
+/// i of its reverse half with row i of its forward half for the attention maps (rows [0,k) forward, [k,2k)
+/// reverse). k = 2 runs all four in one call; the low-memory k = 1 graph runs the unconditional pair, then the
+/// conditional pair: the same pairings, so the same prediction.
+pub fn call_groups(k: usize) -> &'static [&'static [usize]] {
+    if k == 1 { &[&[0, 2], &[1, 3]] } else { &[&[0, 1, 2, 3]] }
+}
+
+/// Row r runs in reverse time.
+pub fn is_reverse_row(r: usize) -> bool {
+    r >= 2
+}
+
+/// Row r is conditioned; on keyframe A (forward) or B (reverse): index r / 2.
+pub fn row_condition(r: usize) -> Option<usize> {
+    (r % 2 == 1).then_some(r / 2)
+}
 
 fn f32_outlet(name: &str, shape: &[i64]) -> Outlet {
     Outlet::new(
@@ -83,10 +103,10 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(inputs: &[(&str, &[i64])], output: (&str, &[i64]), frames: usize) -> ort::Result<Self> {
+    fn new(inputs: &[(String, Vec<i64>)], outputs: &[(String, Vec<i64>)], frames: usize) -> ort::Result<Self> {
         let mut graph = Graph::new()?;
         graph.set_inputs(inputs.iter().map(|(n, s)| f32_outlet(n, s)))?;
-        graph.set_outputs([f32_outlet(output.0, output.1)])?;
+        graph.set_outputs(outputs.iter().map(|(n, s)| f32_outlet(n, s)))?;
         Ok(Self { graph, nodes: 0, frames, has_reverse: false })
     }
 
@@ -116,24 +136,44 @@ impl Builder {
     }
 }
 
-/// sample (4,F,8,h,w) = [z/d, z/d, flip(z/d), flip(z/d)] ‖ cond_rows along channels, as in `fused_prediction`.
-pub fn prepare_graph(d: Dims) -> ort::Result<Model> {
-    let (lat, rows4, rows8) = (d.latents(), d.rows(4), d.rows(8));
-    let mut b = Builder::new(&[("z", &lat), ("divisor", &[1]), ("cond_rows", &rows4)], ("sample", &rows8), d.frames)?;
+fn io(list: &[(&str, &[i64])]) -> Vec<(String, Vec<i64>)> {
+    list.iter().map(|(n, s)| (n.to_string(), s.to_vec())).collect()
+}
+
+/// For each call group g: sample_g (n,F,8,h,w) = the group's rows of [z/d, z/d, flip(z/d), flip(z/d)] ‖ cond_g
+/// along channels, as in `Engine::fused_prediction`.
+pub fn prepare_graph(d: Dims, k: usize) -> ort::Result<Model> {
+    let groups = call_groups(k);
+    let n = |g: &[usize]| g.len() as i64;
+    let mut inputs = io(&[("z", &d.latents()), ("divisor", &[1])]);
+    let mut outputs = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        inputs.push((format!("cond_{gi}"), d.rows(4, n(g)).to_vec()));
+        outputs.push((format!("sample_{gi}"), d.rows(8, n(g)).to_vec()));
+    }
+    let mut b = Builder::new(&inputs, &outputs, d.frames)?;
     b.op("Div", &["z", "divisor"], "zs", vec![])?;
     b.flip("zs", "zr")?;
-    b.op("Concat", &["zs", "zs", "zr", "zr"], "zz", vec![Attribute::new("axis", 0i64)?])?;
-    b.op("Concat", &["zz", "cond_rows"], "sample", vec![Attribute::new("axis", 2i64)?])?;
+    for (gi, g) in groups.iter().enumerate() {
+        let rows: Vec<&str> = g.iter().map(|&r| if is_reverse_row(r) { "zr" } else { "zs" }).collect();
+        let zz = format!("z_rows_{gi}");
+        b.op("Concat", &rows, &zz, vec![Attribute::new("axis", 0i64)?])?;
+        b.op("Concat", &[&zz, &format!("cond_{gi}")], &format!("sample_{gi}"), vec![Attribute::new("axis", 2i64)?])?;
+    }
     b.finish()
 }
 
-/// z_next = Euler(z, fused v): CFG per direction, reverse rows flipped back, weighted fusion, then the
-/// v-prediction Euler step with host-computed scalars (c_out, σ²+1, σ, Δσ).
-pub fn update_graph(d: Dims) -> ort::Result<Model> {
-    let (lat, rows4, pf) = (d.latents(), d.rows(4), d.per_frame());
-    let inputs: [(&str, &[i64]); 10] = [
-        ("z", &lat),
-        ("pred", &rows4),
+/// z_next = Euler(z, fused v): the groups' predictions split back into the four rows, CFG per direction, reverse
+/// rows flipped back to forward time, weighted fusion, then the v-prediction Euler step with host-computed
+/// scalars (c_out, σ²+1, σ, Δσ).
+pub fn update_graph(d: Dims, k: usize) -> ort::Result<Model> {
+    let groups = call_groups(k);
+    let (lat, pf) = (d.latents(), d.per_frame());
+    let mut inputs = io(&[("z", &lat)]);
+    for (gi, g) in groups.iter().enumerate() {
+        inputs.push((format!("pred_{gi}"), d.rows(4, g.len() as i64).to_vec()));
+    }
+    inputs.extend(io(&[
         ("g_fwd", &pf),
         ("g_rev", &pf),
         ("w_fwd", &pf),
@@ -142,19 +182,16 @@ pub fn update_graph(d: Dims) -> ort::Result<Model> {
         ("s2", &[1]),
         ("sigma", &[1]),
         ("dt", &[1]),
-    ];
-    let mut b = Builder::new(&inputs, ("z_next", &lat), d.frames)?;
-    b.graph.add_node(Node::new(
-        "Split",
-        ONNX_DOMAIN,
-        "split_rows",
-        ["pred"],
-        ["u1", "c1", "u2r", "c2r"],
-        [Attribute::new("axis", 0i64)?, Attribute::new("num_outputs", 4i64)?],
-    )?)?;
-    b.flip("u2r", "u2")?;
-    b.flip("c2r", "c2")?;
-    for (u, c, g, v) in [("u1", "c1", "g_fwd", "v1"), ("u2", "c2", "g_rev", "v2")] {
+    ]));
+    let mut b = Builder::new(&inputs, &io(&[("z_next", &lat)]), d.frames)?;
+    for (gi, g) in groups.iter().enumerate() {
+        let rows: Vec<String> = g.iter().map(|r| format!("row{r}")).collect();
+        let attrs = [Attribute::new("axis", 0i64)?, Attribute::new("num_outputs", g.len() as i64)?];
+        b.graph.add_node(Node::new("Split", ONNX_DOMAIN, format!("split_{gi}"), [format!("pred_{gi}")], rows, attrs)?)?;
+    }
+    b.flip("row2", "u2")?;
+    b.flip("row3", "c2")?;
+    for (u, c, g, v) in [("row0", "row1", "g_fwd", "v1"), ("u2", "c2", "g_rev", "v2")] {
         let (diff, scaled) = (format!("{v}_diff"), format!("{v}_scaled"));
         b.op("Sub", &[c, u], &diff, vec![])?;
         b.op("Mul", &[g, &diff], &scaled, vec![])?;
@@ -176,7 +213,7 @@ pub fn update_graph(d: Dims) -> ort::Result<Model> {
 /// z_next = z + std·eps: the re-injection, and (from z = 0) the initial latents eps·σ_init.
 pub fn inject_graph(d: Dims) -> ort::Result<Model> {
     let lat = d.latents();
-    let mut b = Builder::new(&[("z", &lat), ("eps", &lat), ("std", &[1])], ("z_next", &lat), d.frames)?;
+    let mut b = Builder::new(&io(&[("z", &lat), ("eps", &lat), ("std", &[1])]), &io(&[("z_next", &lat)]), d.frames)?;
     b.op("Mul", &["eps", "std"], "noise", vec![])?;
     b.op("Add", &["z", "noise"], "z_next", vec![])?;
     b.finish()
@@ -193,35 +230,47 @@ fn scalar(v: f32) -> ort::Result<Tensor<f32>> {
     Tensor::from_array(([1usize], vec![v]))
 }
 
-fn per_frame(d: Dims, v: &[f32]) -> ort::Result<Tensor<f32>> {
-    Tensor::from_array(([1usize, d.frames, 1, 1, 1], v.to_vec()))
-}
-
-/// The per-generation state of the on-device loop: buffers on the device, and one binding per session. The
-/// latents ping-pong between two buffers so no graph ever reads the buffer it writes.
+/// The per-generation state of the on-device loop: buffers on the device, and one binding per session (per call
+/// group for the UNet). The latents ping-pong between two buffers so no graph ever reads the buffer it writes.
 pub struct DeviceLoop {
     dims: Dims,
     z: [Tensor<f32>; 2],
     current: usize,
-    sample: Tensor<f32>,
-    pred: Tensor<f32>,
+    samples: Vec<Tensor<f32>>,
+    preds: Vec<Tensor<f32>>,
     prepare: ort::session::IoBinding,
     update: ort::session::IoBinding,
     inject: ort::session::IoBinding,
-    unet: ort::session::IoBinding,
+    unet: Vec<ort::session::IoBinding>,
 }
 
-/// Fixed inputs of one generation, uploaded once.
-pub struct LoopConstants<'a> {
-    /// (4,F,4,h,w): the VAE conditioning latents of each row (zero for the unconditional rows).
+/// Fixed inputs of one UNet call group, uploaded once per generation.
+pub struct GroupConstants {
+    /// (n,F,4,h,w): the VAE conditioning latents of each row (zero for the unconditional rows).
     pub cond_rows: Vec<f32>,
-    pub encoder_hidden_states: (Vec<usize>, Vec<f32>),
-    pub added_time_ids: (Vec<usize>, Vec<f32>),
+    /// (n,1,D) and (n,3)
+    pub encoder_hidden_states: Vec<f32>,
+    pub added_time_ids: Vec<f32>,
+}
+
+/// Fixed inputs of one generation.
+pub struct LoopConstants<'a> {
+    pub k: usize,
+    pub groups: Vec<GroupConstants>,
+    pub embed_dim: usize,
     pub g_fwd: &'a [f32],
     /// Reverse guidance indexed by output (forward-time) frame: g_rev[F−1−f] of the schedule.
     pub g_rev_by_output_frame: Vec<f32>,
     pub w_fwd: &'a [f32],
     pub w_rev: Vec<f32>,
+}
+
+fn fail(e: ort::Error) -> PipelineError {
+    PipelineError::Inference { stage: "denoise (latents on device)", message: e.to_string() }
+}
+
+fn host_tensor(shape: &[i64], data: &[f32]) -> ort::Result<Tensor<f32>> {
+    Tensor::from_array((shape.iter().map(|&v| v as usize).collect::<Vec<_>>(), data.to_vec()))
 }
 
 impl DeviceLoop {
@@ -233,39 +282,45 @@ impl DeviceLoop {
         sessions: &SamplerSessions,
         unet: &Session,
         consts: &LoopConstants<'_>,
-    ) -> ort::Result<Self> {
+    ) -> Result<Self, PipelineError> {
         let allocator = if *device == AllocationDevice::CPU {
             Allocator::default()
         } else {
-            Allocator::new(unet, crate::runtime::cuda_memory()?)?
+            Allocator::new(unet, crate::runtime::cuda_memory().map_err(fail)?).map_err(fail)?
         };
         let lat = dims.latents();
-        let z = [Tensor::<f32>::new(&allocator, lat)?, Tensor::<f32>::new(&allocator, lat)?];
-        let mut sample = Tensor::<f32>::new(&allocator, dims.rows(8))?;
-        let mut pred = Tensor::<f32>::new(&allocator, dims.rows(4))?;
+        let z = [Tensor::<f32>::new(&allocator, lat).map_err(fail)?, Tensor::<f32>::new(&allocator, lat).map_err(fail)?];
+        let groups = call_groups(consts.k);
+        let mut samples = Vec::new();
+        let mut preds = Vec::new();
+        for g in groups {
+            samples.push(Tensor::<f32>::new(&allocator, dims.rows(8, g.len() as i64)).map_err(fail)?);
+            preds.push(Tensor::<f32>::new(&allocator, dims.rows(4, g.len() as i64)).map_err(fail)?);
+        }
 
         // Host-side constants: ORT copies them to the device once, at bind time.
-        let mut prepare = sessions.prepare.create_binding()?;
-        prepare.bind_input("cond_rows", &Tensor::from_array((dims.rows(4).map(|v| v as usize).to_vec(), consts.cond_rows.clone()))?)?;
-        prepare.bind_output("sample", &mut sample)?;
-
-        let mut update = sessions.update.create_binding()?;
-        update.bind_input("g_fwd", &per_frame(dims, consts.g_fwd)?)?;
-        update.bind_input("g_rev", &per_frame(dims, &consts.g_rev_by_output_frame)?)?;
-        update.bind_input("w_fwd", &per_frame(dims, consts.w_fwd)?)?;
-        update.bind_input("w_rev", &per_frame(dims, &consts.w_rev)?)?;
-
-        let inject = sessions.inject.create_binding()?;
-
-        let mut unet_binding = unet.create_binding()?;
-        let (shape, data) = &consts.encoder_hidden_states;
-        unet_binding.bind_input("encoder_hidden_states", &Tensor::from_array((shape.clone(), data.clone()))?)?;
-        let (shape, data) = &consts.added_time_ids;
-        unet_binding.bind_input("added_time_ids", &Tensor::from_array((shape.clone(), data.clone()))?)?;
+        let mut prepare = sessions.prepare.create_binding().map_err(fail)?;
+        let mut update = sessions.update.create_binding().map_err(fail)?;
         let unet_output = unet.outputs().first().map(|o| o.name().to_string()).unwrap_or_else(|| "noise_pred".into());
-        unet_binding.bind_output(unet_output.as_str(), &mut pred)?;
+        let mut unet_bindings = Vec::new();
+        for (gi, (g, c)) in groups.iter().zip(&consts.groups).enumerate() {
+            let n = g.len() as i64;
+            prepare.bind_input(format!("cond_{gi}"), &host_tensor(&dims.rows(4, n), &c.cond_rows).map_err(fail)?).map_err(fail)?;
+            prepare.bind_output(format!("sample_{gi}"), &mut samples[gi]).map_err(fail)?;
+            let mut ub = unet.create_binding().map_err(fail)?;
+            ub.bind_input("encoder_hidden_states", &host_tensor(&[n, 1, consts.embed_dim as i64], &c.encoder_hidden_states).map_err(fail)?).map_err(fail)?;
+            ub.bind_input("added_time_ids", &host_tensor(&[n, 3], &c.added_time_ids).map_err(fail)?).map_err(fail)?;
+            ub.bind_output(unet_output.as_str(), &mut preds[gi]).map_err(fail)?;
+            unet_bindings.push(ub);
+        }
+        let pf = dims.per_frame();
+        update.bind_input("g_fwd", &host_tensor(&pf, consts.g_fwd).map_err(fail)?).map_err(fail)?;
+        update.bind_input("g_rev", &host_tensor(&pf, &consts.g_rev_by_output_frame).map_err(fail)?).map_err(fail)?;
+        update.bind_input("w_fwd", &host_tensor(&pf, consts.w_fwd).map_err(fail)?).map_err(fail)?;
+        update.bind_input("w_rev", &host_tensor(&pf, &consts.w_rev).map_err(fail)?).map_err(fail)?;
 
-        Ok(Self { dims, z, current: 0, sample, pred, prepare, update, inject, unet: unet_binding })
+        let inject = sessions.inject.create_binding().map_err(fail)?;
+        Ok(Self { dims, z, current: 0, samples, preds, prepare, update, inject, unet: unet_bindings })
     }
 
     fn swap(&mut self) {
@@ -273,23 +328,24 @@ impl DeviceLoop {
     }
 
     /// z ← base + std·eps, where base is the current latents, or zero for the initial latents.
-    pub fn inject(&mut self, session: &mut Session, eps: Vec<f32>, std: f32, from_zero: bool, opts: &RunOptions) -> ort::Result<()> {
-        let lat = self.dims.latents().map(|v| v as usize);
+    pub fn inject(&mut self, session: &mut Session, eps: Vec<f32>, std: f32, from_zero: bool, opts: &RunOptions) -> Result<(), PipelineError> {
+        let lat = self.dims.latents();
         if from_zero {
-            self.inject.bind_input("z", &Tensor::from_array((lat.to_vec(), vec![0.0f32; eps.len()]))?)?;
+            self.inject.bind_input("z", &host_tensor(&lat, &vec![0.0f32; eps.len()]).map_err(fail)?).map_err(fail)?;
         } else {
-            self.inject.bind_input("z", &self.z[self.current])?;
+            self.inject.bind_input("z", &self.z[self.current]).map_err(fail)?;
         }
-        self.inject.bind_input("eps", &Tensor::from_array((lat.to_vec(), eps))?)?;
-        self.inject.bind_input("std", &scalar(std)?)?;
+        self.inject.bind_input("eps", &host_tensor(&lat, &eps).map_err(fail)?).map_err(fail)?;
+        self.inject.bind_input("std", &scalar(std).map_err(fail)?).map_err(fail)?;
         let next = self.current ^ 1;
-        self.inject.bind_output("z_next", &mut self.z[next])?;
-        session.run_binding_with_options(&self.inject, opts)?;
+        self.inject.bind_output("z_next", &mut self.z[next]).map_err(fail)?;
+        session.run_binding_with_options(&self.inject, opts).map_err(fail)?;
         self.swap();
         Ok(())
     }
 
-    /// One fused UNet call and Euler step from σ to σ_next, without the latents leaving the device.
+    /// One fused prediction (one UNet call per group) and Euler step from σ to σ_next, without the latents
+    /// leaving the device. `between_calls` runs before each UNet call (the cancellation check).
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
@@ -299,35 +355,42 @@ impl DeviceLoop {
         timestep: f32,
         euler: [f32; 4],
         opts: &RunOptions,
-    ) -> ort::Result<()> {
-        self.prepare.bind_input("z", &self.z[self.current])?;
-        self.prepare.bind_input("divisor", &scalar(divisor)?)?;
-        sessions.prepare.run_binding_with_options(&self.prepare, opts)?;
+        between_calls: &mut dyn FnMut() -> Result<(), PipelineError>,
+    ) -> Result<(), PipelineError> {
+        self.prepare.bind_input("z", &self.z[self.current]).map_err(fail)?;
+        self.prepare.bind_input("divisor", &scalar(divisor).map_err(fail)?).map_err(fail)?;
+        sessions.prepare.run_binding_with_options(&self.prepare, opts).map_err(fail)?;
 
-        self.unet.bind_input("sample", &self.sample)?;
-        self.unet.bind_input("timestep", &scalar(timestep)?)?;
-        unet.run_binding_with_options(&self.unet, opts)?;
+        let t = scalar(timestep).map_err(fail)?;
+        for (binding, sample) in self.unet.iter_mut().zip(&self.samples) {
+            between_calls()?;
+            binding.bind_input("sample", sample).map_err(fail)?;
+            binding.bind_input("timestep", &t).map_err(fail)?;
+            unet.run_binding_with_options(binding, opts).map_err(fail)?;
+        }
 
         let [c_out, s2, sigma, dt] = euler;
-        self.update.bind_input("z", &self.z[self.current])?;
-        self.update.bind_input("pred", &self.pred)?;
+        self.update.bind_input("z", &self.z[self.current]).map_err(fail)?;
+        for (gi, pred) in self.preds.iter().enumerate() {
+            self.update.bind_input(format!("pred_{gi}"), pred).map_err(fail)?;
+        }
         for (name, v) in [("c_out", c_out), ("s2", s2), ("sigma", sigma), ("dt", dt)] {
-            self.update.bind_input(name, &scalar(v)?)?;
+            self.update.bind_input(name, &scalar(v).map_err(fail)?).map_err(fail)?;
         }
         let next = self.current ^ 1;
-        self.update.bind_output("z_next", &mut self.z[next])?;
-        sessions.update.run_binding_with_options(&self.update, opts)?;
+        self.update.bind_output("z_next", &mut self.z[next]).map_err(fail)?;
+        sessions.update.run_binding_with_options(&self.update, opts).map_err(fail)?;
         self.swap();
         Ok(())
     }
 
     /// Copies the latents to the host (the one transfer of the loop's state).
-    pub fn download(&self) -> ort::Result<Vec<f32>> {
+    pub fn download(&self) -> Result<Vec<f32>, PipelineError> {
         let z = &self.z[self.current];
         if z.memory_info().allocation_device() == AllocationDevice::CPU {
             return Ok(z.extract_tensor().1.to_vec());
         }
-        let host = z.to(AllocationDevice::CPU, 0)?;
+        let host = z.to(AllocationDevice::CPU, 0).map_err(fail)?;
         Ok(host.extract_tensor().1.to_vec())
     }
 

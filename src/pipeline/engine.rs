@@ -10,7 +10,7 @@ use ort::memory::AllocationDevice;
 use ort::session::{RunOptions, Session};
 use ort::value::Tensor;
 
-use super::device::{DeviceLoop, Dims, LoopConstants, SamplerPlacement, SamplerSessions, inject_graph, prepare_graph, update_graph};
+use super::device::{DeviceLoop, Dims, GroupConstants, LoopConstants, SamplerPlacement, SamplerSessions, call_groups, inject_graph, is_reverse_row, prepare_graph, row_condition, update_graph};
 use super::manifest::{VerifiedManifest, load_and_verify};
 use super::noise::{NoiseSource, NoiseStream};
 use super::preprocess::{clip_pixels, to_planar_pm1};
@@ -111,6 +111,8 @@ pub struct Engine {
     vae_decoder: Mutex<Session>,
     sampler: Mutex<SamplerSessions>,
     placement: SamplerPlacement,
+    /// Rows per direction per UNet call: 2 (one call per prediction) or 1 (low memory, two calls).
+    k: usize,
 }
 
 /// How to open a package. `Default` is what the plugin uses.
@@ -122,6 +124,9 @@ pub struct LoadOptions {
     /// Profile the UNet session (ORT JSON trace with this prefix); `Engine::end_unet_profiling` returns the file.
     pub profile_unet: Option<PathBuf>,
     pub sampler: SamplerPlacement,
+    /// Run the UNet at half batch (two calls per prediction, about half the activation memory); needs a package
+    /// exported with `--unet-batch 2` or `dynamic`. Packages exported with `--unet-batch 2` always run this way.
+    pub low_memory: bool,
 }
 
 /// Conditioning computed once per generation.
@@ -139,6 +144,18 @@ impl Engine {
 
     pub fn load_with(dir: &Path, o: &LoadOptions) -> Result<Self, PipelineError> {
         let package = load_and_verify(dir)?;
+        let ks = package.manifest.unet_rows_per_direction();
+        let k = match (o.low_memory, ks.contains(&1)) {
+            (true, true) => 1,
+            (true, false) => {
+                return Err(PipelineError::Models(format!(
+                    "model folder {}: low memory needs a UNet exported with --unet-batch 2 or dynamic; this one takes batch {}",
+                    dir.display(),
+                    package.manifest.unet_batch
+                )));
+            }
+            (false, _) => ks[0],
+        };
         let (env, info) = runtime::environment(o.ort_library.as_deref())?;
         let unet_options = SessionOptions { profile_prefix: o.profile_unet.clone() };
         let unet_path = package.model_path("unet");
@@ -152,8 +169,8 @@ impl Engine {
             runtime::create_session_from(env, &SessionSource::Built { label, build }, small, &SessionOptions::default()).map(|(s, _)| s)
         };
         let sampler = SamplerSessions {
-            prepare: open_graph("sampler_prepare", &|| prepare_graph(dims))?,
-            update: open_graph("sampler_update", &|| update_graph(dims))?,
+            prepare: open_graph("sampler_prepare", &|| prepare_graph(dims, k))?,
+            update: open_graph("sampler_update", &|| update_graph(dims, k))?,
             inject: open_graph("sampler_inject", &|| inject_graph(dims))?,
         };
         Ok(Self {
@@ -163,10 +180,16 @@ impl Engine {
             unet: Mutex::new(unet),
             sampler: Mutex::new(sampler),
             placement: o.sampler,
+            k,
             runtime: info.clone(),
             provider,
             package,
         })
+    }
+
+    /// UNet calls per fused prediction: 1, or 2 in low-memory mode.
+    pub fn unet_runs_per_prediction(&self) -> usize {
+        call_groups(self.k).len()
     }
 
     /// Whether the denoising loop keeps its latents on the device (IoBinding) rather than on the host.
@@ -286,8 +309,7 @@ impl Engine {
             stats.latents_on = "host".into();
             let mut z: Vec<f32> = rng.draw("init_latents", &[1, frames, 4, h, w])?.into_iter().map(|v| v * init_sigma).collect();
             let mut step = |z: &mut Vec<f32>, i: usize, calls: &mut usize| -> Result<(), PipelineError> {
-                cancel.check()?;
-                let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts)?;
+                let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts, cancel)?;
                 euler_v_step(z, &v, sigmas[i], sigmas[i + 1]);
                 count(calls);
                 Ok(())
@@ -337,12 +359,17 @@ impl Engine {
         let m = &self.package.manifest;
         let dims = Dims { frames: m.num_frames, h: m.height / 8, w: m.width / 8 };
         let frames = dims.frames;
-        let fail = |e: ort::Error| PipelineError::Inference { stage: "denoise (latents on device)", message: e.to_string() };
-        let (ehs, ids) = unet_conditioning(cond);
+        let groups = call_groups(self.k)
+            .iter()
+            .map(|g| {
+                let (encoder_hidden_states, added_time_ids) = unet_conditioning(cond, g);
+                GroupConstants { cond_rows: cond_rows(cond, frames, g), encoder_hidden_states, added_time_ids }
+            })
+            .collect();
         let consts = LoopConstants {
-            cond_rows: cond_rows(cond, frames),
-            encoder_hidden_states: (vec![4, 1, cond.emb[0].len()], ehs),
-            added_time_ids: (vec![4, 3], ids),
+            k: self.k,
+            groups,
+            embed_dim: cond.emb[0].len(),
             g_fwd: sch.g_fwd,
             g_rev_by_output_frame: (0..frames).map(|f| sch.g_rev[frames - 1 - f]).collect(),
             w_fwd: sch.w_fwd,
@@ -351,9 +378,9 @@ impl Engine {
         let device = if self.provider.is_cuda() { AllocationDevice::CUDA } else { AllocationDevice::CPU };
         let mut unet = self.unet.lock().unwrap_or_else(|p| p.into_inner());
         let mut sessions = self.sampler.lock().unwrap_or_else(|p| p.into_inner());
-        let mut lp = DeviceLoop::new(dims, &device, &sessions, &unet, &consts).map_err(fail)?;
+        let mut lp = DeviceLoop::new(dims, &device, &sessions, &unet, &consts)?;
         let shape = [1, frames, 4, dims.h, dims.w];
-        lp.inject(&mut sessions.inject, rng.draw("init_latents", &shape)?, sch.init_sigma, true, opts).map_err(fail)?;
+        lp.inject(&mut sessions.inject, rng.draw("init_latents", &shape)?, sch.init_sigma, true, opts)?;
         for i in 0..sch.steps {
             let (sigma, sigma_next) = (sch.sigmas[i], sch.sigmas[i + 1]);
             let s2 = sigma * sigma + 1.0;
@@ -362,14 +389,13 @@ impl Engine {
             for j in 0..=rounds {
                 if j > 0 {
                     let eps = rng.draw(&format!("inject_step{i}_iter{}", j - 1), &shape)?;
-                    lp.inject(&mut sessions.inject, eps, reinjection_std(sigma, sigma_next), false, opts).map_err(fail)?;
+                    lp.inject(&mut sessions.inject, eps, reinjection_std(sigma, sigma_next), false, opts)?;
                 }
-                cancel.check()?;
-                lp.step(&mut sessions, &mut unet, input_divisor(sigma), timestep(sigma), euler, opts).map_err(fail)?;
+                lp.step(&mut sessions, &mut unet, input_divisor(sigma), timestep(sigma), euler, opts, &mut || cancel.check())?;
                 count(calls);
             }
         }
-        Ok((lp.download().map_err(fail)?, lp.buffers_device()))
+        Ok((lp.download()?, lp.buffers_device()))
     }
 
     fn encode(&self, from: &ImageF32, to: &ImageF32, p: &GenerateParams, rng: &mut NoiseStream, opts: &RunOptions) -> Result<Conditioning, PipelineError> {
@@ -409,37 +435,44 @@ impl Engine {
         g_rev: &[f32],
         w_fwd: &[f32],
         opts: &RunOptions,
+        cancel: &CancelToken,
     ) -> Result<Vec<f32>, PipelineError> {
         let m = &self.package.manifest;
         let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
         let plane = 4 * h * w;
         let divisor = input_divisor(sigma);
         let zero = vec![0.0f32; plane];
-        // rows: (reversed time?, conditioning latents)
-        let rows: [(bool, &[f32]); 4] =
-            [(false, &zero), (false, &cond.latents[0]), (true, &zero), (true, &cond.latents[1])];
-        let mut sample = Vec::with_capacity(4 * frames * 2 * plane);
-        for (reversed, lat) in rows {
-            for f in 0..frames {
-                let src = if reversed { frames - 1 - f } else { f };
-                sample.extend(z[src * plane..(src + 1) * plane].iter().map(|v| v / divisor));
-                sample.extend_from_slice(lat);
+        let d = cond.emb[0].len();
+        let mut pred: [Vec<f32>; 4] = Default::default();
+        for &group in call_groups(self.k) {
+            let n = group.len();
+            let mut sample = Vec::with_capacity(n * frames * 2 * plane);
+            for &r in group {
+                let lat: &[f32] = row_condition(r).map_or(&zero, |c| &cond.latents[c]);
+                for f in 0..frames {
+                    let src = if is_reverse_row(r) { frames - 1 - f } else { f };
+                    sample.extend(z[src * plane..(src + 1) * plane].iter().map(|v| v / divisor));
+                    sample.extend_from_slice(lat);
+                }
+            }
+            let (ehs, ids) = unet_conditioning(cond, group);
+            cancel.check()?;
+            let out = run(
+                &self.unet,
+                "unet",
+                opts,
+                vec![
+                    ("sample", vec![n, frames, 8, h, w], sample),
+                    ("timestep", vec![1], vec![timestep(sigma)]),
+                    ("encoder_hidden_states", vec![n, 1, d], ehs),
+                    ("added_time_ids", vec![n, 3], ids),
+                ],
+            )?;
+            for (i, &r) in group.iter().enumerate() {
+                pred[r] = out[i * frames * plane..(i + 1) * frames * plane].to_vec();
             }
         }
-        let d = cond.emb[0].len();
-        let (ehs, ids) = unet_conditioning(cond);
-        let out = run(
-            &self.unet,
-            "unet",
-            opts,
-            vec![
-                ("sample", vec![4, frames, 8, h, w], sample),
-                ("timestep", vec![1], vec![timestep(sigma)]),
-                ("encoder_hidden_states", vec![4, 1, d], ehs),
-                ("added_time_ids", vec![4, 3], ids),
-            ],
-        )?;
-        let row = |r: usize, f: usize| &out[(r * frames + f) * plane..(r * frames + f + 1) * plane];
+        let row = |r: usize, f: usize| &pred[r][f * plane..(f + 1) * plane];
         let mut v = vec![0.0f32; frames * plane];
         for f in 0..frames {
             let fr = frames - 1 - f; // the reverse rows' frame index for output frame f
@@ -495,25 +528,28 @@ struct Schedule<'a> {
     rounds: usize,
 }
 
-/// The fused batch's CLIP embeddings (zero for the unconditional rows) and added time ids, rows
-/// [fwd_uncond, fwd_cond, rev_uncond, rev_cond].
-fn unet_conditioning(cond: &Conditioning) -> (Vec<f32>, Vec<f32>) {
+/// A call group's CLIP embeddings (zero for the unconditional rows) and added time ids (see `call_groups`).
+fn unet_conditioning(cond: &Conditioning, group: &[usize]) -> (Vec<f32>, Vec<f32>) {
     let d = cond.emb[0].len();
-    let mut ehs = vec![0.0f32; 4 * d];
-    ehs[d..2 * d].copy_from_slice(&cond.emb[0]);
-    ehs[3 * d..].copy_from_slice(&cond.emb[1]);
-    let ids: Vec<f32> = (0..4).flat_map(|_| cond.added_time_ids).collect();
+    let mut ehs = Vec::with_capacity(group.len() * d);
+    for &r in group {
+        match row_condition(r) {
+            Some(c) => ehs.extend_from_slice(&cond.emb[c]),
+            None => ehs.extend(std::iter::repeat_n(0.0f32, d)),
+        }
+    }
+    let ids: Vec<f32> = group.iter().flat_map(|_| cond.added_time_ids).collect();
     (ehs, ids)
 }
 
-/// (4,F,4,h,w): each row's VAE conditioning latents repeated over the frames (zero for the unconditional rows).
-fn cond_rows(cond: &Conditioning, frames: usize) -> Vec<f32> {
+/// (n,F,4,h,w): each row's VAE conditioning latents repeated over the frames (zero for the unconditional rows).
+fn cond_rows(cond: &Conditioning, frames: usize, group: &[usize]) -> Vec<f32> {
     let plane = cond.latents[0].len();
-    let mut out = Vec::with_capacity(4 * frames * plane);
-    for row in [None, Some(&cond.latents[0]), None, Some(&cond.latents[1])] {
+    let mut out = Vec::with_capacity(group.len() * frames * plane);
+    for &r in group {
         for _ in 0..frames {
-            match row {
-                Some(l) => out.extend_from_slice(l),
+            match row_condition(r) {
+                Some(c) => out.extend_from_slice(&cond.latents[c]),
                 None => out.extend(std::iter::repeat_n(0.0f32, plane)),
             }
         }

@@ -64,6 +64,20 @@ pub struct FileEntry {
     pub bytes: u64,
 }
 
+impl Manifest {
+    /// The k (rows per direction per call) the UNet graph accepts: batch 4 → k = 2 (both CFG branches in one
+    /// call), batch 2 → k = 1 (the low-memory graph: the unconditional and conditional pairs in two calls),
+    /// "dynamic" → either. Empty for anything else.
+    pub fn unet_rows_per_direction(&self) -> Vec<usize> {
+        match &self.unet_batch {
+            v if *v == serde_json::Value::from(4) => vec![2],
+            v if *v == serde_json::Value::from(2) => vec![1],
+            v if *v == serde_json::Value::from("dynamic") => vec![2, 1],
+            _ => vec![],
+        }
+    }
+}
+
 fn default_unet_batch() -> serde_json::Value {
     serde_json::Value::from(4)
 }
@@ -116,8 +130,8 @@ pub fn load_and_verify(dir: &Path) -> Result<VerifiedManifest, PipelineError> {
     if !manifest.fused_unet {
         return Err(err(dir, "the UNet is not the fused bidirectional graph; re-export with `python -m tools.export`"));
     }
-    if manifest.unet_batch != serde_json::Value::from(4) && manifest.unet_batch != serde_json::Value::from("dynamic") {
-        return Err(err(dir, format!("UNet exported for batch {} but this version runs batch 4; re-export with --unet-batch 4", manifest.unet_batch)));
+    if manifest.unet_rows_per_direction().is_empty() {
+        return Err(err(dir, format!("UNet batch {} is not one this version runs (4, 2 or \"dynamic\"); re-export with --unet-batch 4", manifest.unet_batch)));
     }
     for role in MODEL_ROLES {
         let entry = manifest.models.get(role).ok_or_else(|| err(dir, format!("manifest lists no '{role}' model")))?;
