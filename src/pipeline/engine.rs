@@ -472,20 +472,7 @@ impl Engine {
                 pred[r] = out[i * frames * plane..(i + 1) * frames * plane].to_vec();
             }
         }
-        let row = |r: usize, f: usize| &pred[r][f * plane..(f + 1) * plane];
-        let mut v = vec![0.0f32; frames * plane];
-        for f in 0..frames {
-            let fr = frames - 1 - f; // the reverse rows' frame index for output frame f
-            let dst = &mut v[f * plane..(f + 1) * plane];
-            let (u1, c1, u2, c2) = (row(0, f), row(1, f), row(2, fr), row(3, fr));
-            let (gf, gr, wf) = (g_fwd[f], g_rev[fr], w_fwd[f]);
-            for k in 0..plane {
-                let v1 = u1[k] + gf * (c1[k] - u1[k]);
-                let v2 = u2[k] + gr * (c2[k] - u2[k]);
-                dst[k] = wf * v1 + (1.0 - wf) * v2;
-            }
-        }
-        Ok(v)
+        Ok(fuse_predictions(&pred, frames, g_fwd, g_rev, w_fwd))
     }
 
     fn decode(&self, z: &[f32], chunk: usize, opts: &RunOptions) -> Result<Vec<ImageF32>, PipelineError> {
@@ -514,6 +501,26 @@ impl Engine {
         }
         Ok(images)
     }
+}
+
+/// CFG per direction, the reverse rows flipped back to forward time, and the weighted fusion: v (F,4,h,w) from the
+/// four logical rows' predictions (each (F,4,h,w), see `call_groups`). `g_rev` is indexed by reverse-time frame.
+pub fn fuse_predictions(pred: &[Vec<f32>; 4], frames: usize, g_fwd: &[f32], g_rev: &[f32], w_fwd: &[f32]) -> Vec<f32> {
+    let plane = pred[0].len() / frames;
+    let row = |r: usize, f: usize| &pred[r][f * plane..(f + 1) * plane];
+    let mut v = vec![0.0f32; frames * plane];
+    for f in 0..frames {
+        let fr = frames - 1 - f; // the reverse rows' frame index for output frame f
+        let dst = &mut v[f * plane..(f + 1) * plane];
+        let (u1, c1, u2, c2) = (row(0, f), row(1, f), row(2, fr), row(3, fr));
+        let (gf, gr, wf) = (g_fwd[f], g_rev[fr], w_fwd[f]);
+        for k in 0..plane {
+            let v1 = u1[k] + gf * (c1[k] - u1[k]);
+            let v2 = u2[k] + gr * (c2[k] - u2[k]);
+            dst[k] = wf * v1 + (1.0 - wf) * v2;
+        }
+    }
+    v
 }
 
 /// The schedule of one generation, shared by the host and device loops.

@@ -1,7 +1,7 @@
 //! The Generative Inbetweening pipeline over an exported model package (DESIGN §4): encode → prepare → denoise
 //! (fused bidirectional UNet, CFG, fusion, Euler, noise re-injection) → decode.
 
-mod device;
+pub mod device;
 mod engine;
 pub mod manifest;
 pub mod noise;
@@ -11,7 +11,7 @@ pub mod schedule;
 use thiserror::Error;
 
 pub use device::SamplerPlacement;
-pub use engine::{CancelToken, Engine, Generation, LoadOptions, Progress, Stage, Stats};
+pub use engine::{CancelToken, Engine, Generation, LoadOptions, Progress, Stage, Stats, fuse_predictions};
 pub use noise::NoiseSource;
 pub use schedule::Fusion;
 
