@@ -13,11 +13,13 @@ use crate::cache::{CacheError, CacheKey, FrameCache, Frames, KeyInput};
 use crate::image::{ImageF32, resize};
 use crate::ofx::strings as s;
 use crate::ofx::{Effect, RectI};
-use crate::pipeline::{CancelToken, Engine, NoiseSource, PipelineError};
+use crate::pipeline::{CancelToken, Engine, LoadOptions, NoiseSource, PipelineError};
 use crate::runtime::DevicePreference;
 
-/// Engines by (models folder, device): sessions are expensive (seconds, GBs) and shared by all instances.
-static ENGINES: Lazy<Mutex<HashMap<(PathBuf, DevicePreference), Arc<Engine>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+/// Engines by (models folder, device, low memory): sessions are expensive (seconds, GBs) and shared by all
+/// instances.
+type EngineKey = (PathBuf, DevicePreference, bool);
+static ENGINES: Lazy<Mutex<HashMap<EngineKey, Arc<Engine>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
 /// Generated frames of every instance; bounded by SVD_INBETWEEN_CACHE_MB (default 4096 MB).
 static CACHE: Lazy<FrameCache> = Lazy::new(|| {
@@ -55,14 +57,16 @@ fn cache_dir(v: &Values) -> Option<PathBuf> {
     std::env::var_os("SVD_INBETWEEN_CACHE").filter(|p| !p.is_empty()).map(PathBuf::from)
 }
 
-fn engine(dir: &Path, device: DevicePreference) -> PResult<Arc<Engine>> {
+fn engine(dir: &Path, device: DevicePreference, low_memory: bool) -> PResult<Arc<Engine>> {
     let mut engines = ENGINES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(e) = engines.get(&(dir.to_path_buf(), device)) {
+    let key = (dir.to_path_buf(), device, low_memory);
+    if let Some(e) = engines.get(&key) {
         return Ok(Arc::clone(e));
     }
-    let e = Arc::new(Engine::load(dir, device).map_err(|e| PluginError::User(format!("cannot load the models: {e}")))?);
-    log::info!("models {} loaded on {}", dir.display(), e.provider());
-    engines.insert((dir.to_path_buf(), device), Arc::clone(&e));
+    let options = LoadOptions { device, low_memory, ..Default::default() };
+    let e = Arc::new(Engine::load_with(dir, &options).map_err(|e| PluginError::User(format!("cannot load the models: {e}")))?);
+    log::info!("models {} loaded on {} ({} UNet run(s) per step)", dir.display(), e.provider(), e.unet_runs_per_prediction());
+    engines.insert(key, Arc::clone(&e));
     Ok(e)
 }
 
@@ -85,7 +89,7 @@ fn fit_keyframe(frame: &Frame, transfer: Transfer, w: usize, h: usize) -> ImageF
 
 pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64) -> PResult<Frame> {
     let dir = models_dir(v);
-    let engine = engine(&dir, v.device)?;
+    let engine = engine(&dir, v.device, v.low_memory)?;
     let m = engine.manifest();
     let (mw, mh, frames_n) = (m.width, m.height, m.num_frames);
     let from = fit_keyframe(fa, v.transfer, mw, mh);

@@ -26,6 +26,7 @@ pub const SAMPLING: &CStr = c"frameSampling";
 pub const TRANSFER: &CStr = c"inputTransfer";
 pub const MODELS: &CStr = c"modelsFolder";
 pub const DEVICE: &CStr = c"device";
+pub const MEMORY: &CStr = c"unetMemory";
 pub const CACHE: &CStr = c"cacheFolder";
 
 pub const MODE_OPTIONS: [&CStr; 2] = [c"Generative (Stable Video Diffusion)", c"Frame blend (preview baseline)"];
@@ -53,6 +54,8 @@ pub struct Values {
     pub transfer: Transfer,
     pub models_folder: String,
     pub device: DevicePreference,
+    /// Half-batch UNet (two runs per step) for GPUs short of memory.
+    pub low_memory: bool,
     pub cache_folder: String,
 }
 
@@ -112,6 +115,8 @@ const DEFS: &[Def] = &[
           hint: c"Folder with an exported model package (manifest.json, *.onnx). Empty: $SVD_INBETWEEN_MODELS, else the tiny demo models inside the bundle (random weights: for testing only)." },
     Def { name: DEVICE, label: c"Device", group: GROUP_SYS, general_only: false, kind: Kind::Choice { options: &[c"Auto (CUDA if available)", c"CUDA", c"CPU"], default: 0 },
           hint: c"Auto uses CUDA when ONNX Runtime can, else the CPU (and says why). CUDA makes a missing GPU an error." },
+    Def { name: MEMORY, label: c"UNet memory", group: GROUP_SYS, general_only: false, kind: Kind::Choice { options: &[c"Normal (one UNet run per step)", c"Low (two half-batch runs per step)"], default: 0 },
+          hint: c"Low halves the UNet's activation memory for GPUs that run out, at about the same total time; the frames are the same. Needs a package exported with --unet-batch 2 or dynamic." },
     Def { name: CACHE, label: c"Cache folder", group: GROUP_SYS, general_only: false, kind: Kind::Dir,
           hint: c"Shared folder for generated frames (e.g. on the farm's network storage): every node renders from one generation per keyframe pair. Empty: $SVD_INBETWEEN_CACHE, else memory only." },
 ];
@@ -208,6 +213,7 @@ pub fn read(effect: &Effect, t: f64, transition: bool) -> OfxResult<Values> {
             2 => DevicePreference::Cpu,
             _ => DevicePreference::Auto,
         },
+        low_memory: int(MEMORY)? == 1,
         cache_folder: ps.get(CACHE)?.string_at(t)?,
     })
 }

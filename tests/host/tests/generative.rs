@@ -201,8 +201,16 @@ fn bad_inputs_never_crash_and_say_what_to_do() {
     std::fs::write(bad.join("manifest.json"), b"{ not json").unwrap();
     assert_eq!(inst.render(3.0, [0, 0, 256, 128]), 1);
     assert!(inst.messages().last().unwrap().1.contains("manifest.json is not a valid model manifest"));
-    // CUDA demanded on a machine without it
+    // low memory asked of a package whose UNet only takes batch 4
     inst.set_string("modelsFolder", &models());
+    inst.set_int("unetMemory", 1);
+    assert_eq!(inst.render(3.0, [0, 0, 256, 128]), 1);
+    assert_eq!(
+        inst.messages().last().unwrap().1,
+        format!("cannot load the models: model folder {}: low memory needs a UNet exported with --unet-batch 2 or dynamic; this one takes batch 4", models())
+    );
+    inst.set_int("unetMemory", 0);
+    // CUDA demanded on a machine without it
     inst.set_int("device", 1);
     assert_eq!(inst.render(3.0, [0, 0, 256, 128]), 1);
     assert!(inst.messages().last().unwrap().1.starts_with("cannot load the models: CUDA was requested but is not usable:"), "{:?}", inst.messages().last());

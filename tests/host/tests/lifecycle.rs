@@ -92,6 +92,7 @@ fn describe_declares_contexts_depths_and_behaviour() {
         ("inputTransfer", "OfxParamTypeChoice"),
         ("modelsFolder", "OfxParamTypeString"),
         ("device", "OfxParamTypeChoice"),
+        ("unetMemory", "OfxParamTypeChoice"),
         ("cacheFolder", "OfxParamTypeString"),
     ] {
         let p = unsafe { &*d.param(name).unwrap_or_else(|| panic!("param {name} missing")) };
