@@ -27,6 +27,9 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// Temporaries older than this are abandoned (an entry of the full model writes in seconds).
+pub const STALE_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 pub struct KeyLock(File);
 
 impl Drop for KeyLock {
@@ -49,17 +52,47 @@ impl Store {
         &self.dir
     }
 
-    /// Blocks until this process holds the key's exclusive lock. Without a lock (filesystem refuses flock) we
-    /// continue unlocked: the worst case is a duplicate generation, never a corrupt read.
-    pub fn lock(&self, key: &str) -> Option<KeyLock> {
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join(format!("{key}.lock"))).ok()?;
-        match f.lock_exclusive() {
-            Ok(()) => Some(KeyLock(f)),
-            Err(e) => {
-                log::warn!("cache lock on {} failed ({e}); continuing without it", self.dir.display());
-                None
+    /// Waits until this process holds the key's exclusive lock, polling so that `stop()` can end the wait
+    /// (`None`). Without a lock (the filesystem refuses flock) we continue unlocked (`Some(None)`): the worst case
+    /// is a duplicate generation, never a corrupt read.
+    pub fn lock(&self, key: &str, stop: &dyn Fn() -> bool) -> Option<Option<KeyLock>> {
+        let path = self.dir.join(format!("{key}.lock"));
+        let Ok(f) = OpenOptions::new().create(true).truncate(false).write(true).open(&path) else {
+            return Some(None);
+        };
+        loop {
+            match FileExt::try_lock_exclusive(&f) {
+                Ok(()) => return Some(Some(KeyLock(f))),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
+                    if stop() {
+                        return None;
+                    }
+                    std::thread::sleep(super::WAIT_POLL);
+                }
+                Err(e) => {
+                    log::warn!("cache lock on {} failed ({e}); continuing without it", self.dir.display());
+                    return Some(None);
+                }
             }
         }
+    }
+
+    /// Removes `.tmp-*` folders older than `max_age`: left by a process killed mid-write (a farm node
+    /// pre-empted), they would otherwise pile up in shared storage. A live writer's folder is seconds old.
+    pub fn sweep_stale_temporaries(&self, max_age: std::time::Duration) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+                continue;
+            }
+            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > max_age);
+            if old && fs::remove_dir_all(e.path()).is_ok() {
+                log::info!("removed stale cache temporary {}", e.path().display());
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// A verified entry, or `None` (absent, or corrupt — a corrupt entry is removed so it gets regenerated).

@@ -5,7 +5,9 @@
 //! Protocol for a key K: memory → (wait if another thread of this process is generating K) → disk `<dir>/K/` →
 //! take `<dir>/K.lock` exclusively → disk again (another process may have finished meanwhile) → generate →
 //! write `<dir>/.tmp-…` and rename it to `<dir>/K/` → memory. A failed, cancelled or panicking generation leaves
-//! no entry, so the next render starts afresh.
+//! no entry, so the next render starts afresh. Both waits (for another thread, for another process's lock) poll
+//! a stop condition, so the host's abort ends them; temporaries left by killed writers are swept when a process
+//! first uses the folder.
 //!
 //! Network filesystems: `flock` over NFS may be unsupported or advisory-only. Then two nodes can generate the same
 //! key twice (wasted time), but never read a half-written entry: entries appear by rename and are verified by
@@ -42,7 +44,13 @@ pub enum CacheError<E> {
     Generate(E),
     #[error("the generation panicked: {0}")]
     Panicked(String),
+    /// The caller stopped waiting for another thread's or process's generation of the same frames.
+    #[error("stopped waiting for the generation of these frames elsewhere")]
+    StoppedWaiting,
 }
+
+/// How often a waiting caller re-checks whether it should stop waiting.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -67,6 +75,7 @@ pub struct FrameCache {
     memory_hits: AtomicUsize,
     disk_hits: AtomicUsize,
     warned_dirs: Mutex<HashSet<PathBuf>>,
+    swept_dirs: Mutex<HashSet<PathBuf>>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -95,6 +104,7 @@ impl FrameCache {
             memory_hits: AtomicUsize::new(0),
             disk_hits: AtomicUsize::new(0),
             warned_dirs: Mutex::new(HashSet::new()),
+            swept_dirs: Mutex::new(HashSet::new()),
             warnings: Mutex::new(Vec::new()),
         }
     }
@@ -168,6 +178,19 @@ impl FrameCache {
         disk: Option<&Path>,
         generate: impl FnOnce() -> Result<Frames, E>,
     ) -> Result<Arc<Frames>, CacheError<E>> {
+        self.get_or_generate_or_stop(key, disk, &|| false, generate)
+    }
+
+    /// `get_or_generate`, where waiting for someone else's generation of the same key (another render thread,
+    /// or another process holding the disk lock) ends with `StoppedWaiting` as soon as `stop()` says so: an
+    /// editor's cancel must not be stuck behind another instance's 10-minute generation.
+    pub fn get_or_generate_or_stop<E>(
+        &self,
+        key: &CacheKey,
+        disk: Option<&Path>,
+        stop: &dyn Fn() -> bool,
+        generate: impl FnOnce() -> Result<Frames, E>,
+    ) -> Result<Arc<Frames>, CacheError<E>> {
         let k = key.as_str().to_string();
         {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,14 +202,22 @@ impl FrameCache {
                 if !st.in_flight.contains(&k) {
                     break;
                 }
-                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                if stop() {
+                    return Err(CacheError::StoppedWaiting);
+                }
+                st = self.done.wait_timeout(st, WAIT_POLL).unwrap_or_else(|p| p.into_inner()).0;
             }
             st.in_flight.insert(k.clone());
         }
         let _guard = FlightGuard { cache: self, key: k.clone() };
 
         let store = disk.and_then(|dir| match disk::Store::open(dir) {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                if self.swept_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(dir.to_path_buf()) {
+                    s.sweep_stale_temporaries(disk::STALE_TEMPORARY_AGE);
+                }
+                Some(s)
+            }
             Err(e) => {
                 self.warn_once(dir, format!("cache folder {} is not usable ({e}); frames are kept in memory only", dir.display()));
                 None
@@ -198,7 +229,7 @@ impl FrameCache {
                     self.disk_hits.fetch_add(1, Ordering::SeqCst);
                     f
                 } else {
-                    let _lock = store.lock(&k);
+                    let _lock = store.lock(&k, stop).ok_or(CacheError::StoppedWaiting)?;
                     if let Some(f) = store.read(&k) {
                         self.disk_hits.fetch_add(1, Ordering::SeqCst);
                         f

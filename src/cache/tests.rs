@@ -226,3 +226,78 @@ fn four_processes_share_one_generation() {
     assert_eq!(outs.len(), 4);
     assert!(outs.iter().all(|o| *o == outs[0] && !o.is_empty()));
 }
+
+#[test]
+fn a_waiting_thread_stops_when_asked_and_the_generation_still_lands() {
+    let cache = Arc::new(FrameCache::new(1 << 20));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let c = Arc::clone(&cache);
+    let generator = std::thread::spawn(move || {
+        c.get_or_generate(&key("w"), None, || -> Result<Frames, String> {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            Ok(frames(2.0, 2))
+        })
+        .map(|f| f.frames.len())
+    });
+    started_rx.recv().unwrap();
+    let stop_now = std::sync::atomic::AtomicBool::new(false);
+    let t = std::time::Instant::now();
+    let waiter = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            cache.get_or_generate_or_stop(&key("w"), None, &|| stop_now.load(Ordering::SeqCst), || -> Result<Frames, String> {
+                panic!("the waiter must not generate")
+            })
+        });
+        std::thread::sleep(Duration::from_millis(250));
+        stop_now.store(true, Ordering::SeqCst);
+        h.join().unwrap()
+    });
+    assert!(matches!(waiter, Err(CacheError::StoppedWaiting)), "{waiter:?}");
+    assert!(t.elapsed() < Duration::from_secs(2), "stopped within a poll interval, not at the generation's end");
+    release_tx.send(()).unwrap();
+    assert_eq!(generator.join().unwrap().unwrap(), 2);
+    assert_eq!(cache.stats().generations, 1);
+    // the entry is there for the next caller
+    assert_eq!(cache.get_or_generate(&key("w"), None, || -> Result<Frames, String> { unreachable!() }).unwrap().frames.len(), 2);
+}
+
+#[test]
+fn waiting_on_another_process_lock_stops_when_asked() {
+    use fs2::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = FrameCache::new(1 << 20);
+    let k = "0123abcd";
+    // Another process generating this key holds its lock (flock conflicts between open files in one process too).
+    let held = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.path().join(format!("{k}.lock"))).unwrap();
+    held.lock_exclusive().unwrap();
+    let polls = AtomicUsize::new(0);
+    let r = cache.get_or_generate_or_stop(&key(k), Some(dir.path()), &|| polls.fetch_add(1, Ordering::SeqCst) >= 3, || -> Result<Frames, String> {
+        panic!("must not generate while another process holds the lock")
+    });
+    assert!(matches!(r, Err(CacheError::StoppedWaiting)), "{r:?}");
+    assert_eq!(polls.load(Ordering::SeqCst), 4);
+    assert_eq!(cache.stats().generations, 0);
+    // once released, the same call generates
+    FileExt::unlock(&held).unwrap();
+    let r = cache.get_or_generate_or_stop(&key(k), Some(dir.path()), &|| true, || -> Result<Frames, String> { Ok(frames(1.0, 1)) });
+    assert_eq!(r.unwrap().frames.len(), 1);
+    assert!(dir.path().join(k).join("meta.json").exists());
+}
+
+#[test]
+fn stale_temporaries_are_swept_once_young_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, young) = (dir.path().join(".tmp-dead-1-1"), dir.path().join(".tmp-live-2-2"));
+    for d in [&old, &young] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("frames.bin"), b"partial").unwrap();
+    }
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(24 * 3600);
+    std::fs::File::open(&old).unwrap().set_modified(day_ago).unwrap();
+    let cache = FrameCache::new(1 << 20);
+    cache.get_or_generate(&key("s1"), Some(dir.path()), || -> Result<Frames, String> { Ok(frames(0.0, 1)) }).unwrap();
+    assert!(!old.exists(), "a day-old temporary is removed");
+    assert!(young.exists(), "a fresh one may belong to a live writer");
+}

@@ -105,7 +105,9 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
         provider_class,
     });
     let disk = cache_dir(v);
-    let result = CACHE.get_or_generate(&key, disk.as_deref(), || -> Result<Frames, PipelineError> {
+    // Waiting for the same frames from another render thread or farm process ends when the host aborts.
+    let stop = || effect.abort_requested();
+    let result = CACHE.get_or_generate_or_stop(&key, disk.as_deref(), &stop, || -> Result<Frames, PipelineError> {
         let bar = effect.progress("SVD Inbetween: generating in-between frames");
         let cancel = CancelToken::new();
         let mut on_progress = |p: &crate::pipeline::Progress| {
@@ -126,7 +128,7 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
     }
     let generated = match result {
         Ok(f) => f,
-        Err(CacheError::Generate(PipelineError::Cancelled)) => return Err(PluginError::Cancelled),
+        Err(CacheError::Generate(PipelineError::Cancelled) | CacheError::StoppedWaiting) => return Err(PluginError::Cancelled),
         Err(CacheError::Generate(e)) => return Err(PluginError::User(format!("generation failed: {e}"))),
         Err(CacheError::Panicked(p)) => return Err(PluginError::User(format!("generation failed with an internal error: {p}"))),
     };
