@@ -93,6 +93,7 @@ fn matches_the_pytorch_reference_with_replayed_noise() {
     // and the noise really mattered: a different seed's noise changes the result
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("rs/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["unet_calls"], 12);
+    assert_eq!(summary["unet_runs"], 12);
     assert_eq!(summary["provider"]["provider"], "CPUExecutionProvider");
     assert_eq!(summary["latents_on"], "host");
 
@@ -313,6 +314,7 @@ fn low_memory_half_batch_matches_the_batch_4_package() {
         assert_eq!(s["unet_runs_per_step"], 2);
         assert_eq!(s["latents_on"], on);
         assert_eq!(s["unet_calls"], 8, "fused predictions, as with batch 4");
+        assert_eq!(s["unet_runs"], 16, "two half-batch runs each");
         let diff = max_abs(&base, &l);
         eprintln!("low memory ({sampler} loop) vs batch 4: latents max abs {diff:.3e}");
         assert!(diff <= 1e-5, "{sampler}: {diff}");

@@ -159,8 +159,8 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         None => NoiseSource::Seeded(a.seed),
     };
     let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(params.unet_calls() as u64 + 2);
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg:8} [{bar:40}] {pos}/{len} UNet calls, eta {eta}").unwrap());
+        let b = indicatif::ProgressBar::new((params.unet_calls() * engine.unet_runs_per_prediction()) as u64 + 2);
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg:8} [{bar:40}] {pos}/{len} UNet runs, eta {eta}").unwrap());
         Some(b)
     } else {
         None
@@ -179,7 +179,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         } else {
             let pct = (p.fraction() * 100.0) as i64;
             if pct / 10 != last_pct / 10 {
-                eprintln!("{msg}: {}/{} UNet calls ({pct}%)", p.unet_calls_done, p.unet_calls_total);
+                eprintln!("{msg}: {}/{} UNet runs ({pct}%)", p.unet_calls_done, p.unet_calls_total);
                 last_pct = pct;
             }
         }
@@ -208,6 +208,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         "params": params,
         "noise": match &a.load_noise { Some(d) => format!("replayed from {}", d.display()), None => format!("seed {}", a.seed) },
         "unet_calls": generation.stats.unet_calls,
+        "unet_runs": generation.stats.unet_runs,
         "latents_on": generation.stats.latents_on,
         "unet_runs_per_step": engine.unet_runs_per_prediction(),
         "seconds": {"load": load_seconds, "encode": generation.stats.encode_seconds, "denoise": generation.stats.denoise_seconds,

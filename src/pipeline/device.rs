@@ -16,6 +16,7 @@ use ort::memory::{AllocationDevice, Allocator};
 use ort::operator::Attribute;
 use ort::session::{RunOptions, Session};
 use super::PipelineError;
+use super::engine::Calls;
 use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
 
 /// Where the latents live between UNet calls.
@@ -220,7 +221,7 @@ pub fn inject_graph(d: Dims) -> ort::Result<Model> {
 }
 
 /// The three sampler sessions, opened on the UNet's provider.
-pub struct SamplerSessions {
+pub(super) struct SamplerSessions {
     pub prepare: Session,
     pub update: Session,
     pub inject: Session,
@@ -232,7 +233,7 @@ fn scalar(v: f32) -> ort::Result<Tensor<f32>> {
 
 /// The per-generation state of the on-device loop: buffers on the device, and one binding per session (per call
 /// group for the UNet). The latents ping-pong between two buffers so no graph ever reads the buffer it writes.
-pub struct DeviceLoop {
+pub(super) struct DeviceLoop {
     dims: Dims,
     z: [Tensor<f32>; 2],
     current: usize,
@@ -245,7 +246,7 @@ pub struct DeviceLoop {
 }
 
 /// Fixed inputs of one UNet call group, uploaded once per generation.
-pub struct GroupConstants {
+pub(super) struct GroupConstants {
     /// (n,F,4,h,w): the VAE conditioning latents of each row (zero for the unconditional rows).
     pub cond_rows: Vec<f32>,
     /// (n,1,D) and (n,3)
@@ -254,7 +255,7 @@ pub struct GroupConstants {
 }
 
 /// Fixed inputs of one generation.
-pub struct LoopConstants<'a> {
+pub(super) struct LoopConstants<'a> {
     pub k: usize,
     pub groups: Vec<GroupConstants>,
     pub embed_dim: usize,
@@ -345,7 +346,7 @@ impl DeviceLoop {
     }
 
     /// One fused prediction (one UNet call per group) and Euler step from σ to σ_next, without the latents
-    /// leaving the device. `between_calls` runs before each UNet call (the cancellation check).
+    /// leaving the device; `calls` checks for cancellation before and reports progress after each UNet run.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
@@ -355,7 +356,7 @@ impl DeviceLoop {
         timestep: f32,
         euler: [f32; 4],
         opts: &RunOptions,
-        between_calls: &mut dyn FnMut() -> Result<(), PipelineError>,
+        calls: &mut Calls<'_>,
     ) -> Result<(), PipelineError> {
         self.prepare.bind_input("z", &self.z[self.current]).map_err(fail)?;
         self.prepare.bind_input("divisor", &scalar(divisor).map_err(fail)?).map_err(fail)?;
@@ -363,10 +364,11 @@ impl DeviceLoop {
 
         let t = scalar(timestep).map_err(fail)?;
         for (binding, sample) in self.unet.iter_mut().zip(&self.samples) {
-            between_calls()?;
+            calls.before_run()?;
             binding.bind_input("sample", sample).map_err(fail)?;
             binding.bind_input("timestep", &t).map_err(fail)?;
             unet.run_binding_with_options(binding, opts).map_err(fail)?;
+            calls.after_run();
         }
 
         let [c_out, s2, sigma, dt] = euler;

@@ -27,7 +27,8 @@ pub enum Stage {
     Done,
 }
 
-/// Reported at least once per UNet call. `unet_calls_total` is known before the first call.
+/// Reported after every UNet run (in low-memory mode a fused prediction is two runs) and at each stage change.
+/// `unet_calls_total` is known before the first run.
 #[derive(Clone, Debug)]
 pub struct Progress {
     pub stage: Stage,
@@ -84,7 +85,10 @@ impl CancelToken {
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Stats {
+    /// Fused predictions (one Euler step or re-injection round each).
     pub unet_calls: usize,
+    /// UNet session runs: `unet_calls`, or twice that in low-memory mode.
+    pub unet_runs: usize,
     pub encode_seconds: f64,
     pub denoise_seconds: f64,
     pub decode_seconds: f64,
@@ -277,7 +281,7 @@ impl Engine {
         let m = &self.package.manifest;
         let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
         let lat_len = frames * 4 * h * w;
-        let total = p.unet_calls();
+        let total = p.unet_calls() * self.unet_runs_per_prediction();
         let mut stats = Stats::default();
         let mut rng = NoiseStream::new(noise, save_noise)?;
         cancel.check()?;
@@ -295,23 +299,19 @@ impl Engine {
 
         // 3. denoise: for each (σ, σ_next): fused step; in the first ⌊ratio·steps⌋ steps, re-inject and redo it
         let t0 = Instant::now();
-        let mut calls = 0usize;
-        let mut count = |calls: &mut usize| {
-            *calls += 1;
-            progress(&Progress { stage: Stage::Denoise, unet_calls_done: *calls, unet_calls_total: total });
-        };
+        let mut calls = Calls { runs: 0, total, predictions: 0, progress: &mut *progress, cancel };
         let schedule = Schedule { sigmas: &sigmas, g_fwd: &g_fwd, g_rev: &g_rev, w_fwd: &w_fwd, init_sigma, steps: p.steps as usize, n_inject: (p.steps as f64 * p.noise_injection_ratio as f64).floor() as usize, rounds: p.noise_injection_steps as usize };
         let z = if self.latents_on_device() {
-            let (z, device) = self.denoise_on_device(&schedule, &cond, &mut rng, &mut |c| count(c), &mut calls, cancel, opts)?;
+            let (z, device) = self.denoise_on_device(&schedule, &cond, &mut rng, &mut calls, opts)?;
             stats.latents_on = format!("device ({device})");
             z
         } else {
             stats.latents_on = "host".into();
             let mut z: Vec<f32> = rng.draw("init_latents", &[1, frames, 4, h, w])?.into_iter().map(|v| v * init_sigma).collect();
-            let mut step = |z: &mut Vec<f32>, i: usize, calls: &mut usize| -> Result<(), PipelineError> {
-                let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts, cancel)?;
+            let step = |z: &mut Vec<f32>, i: usize, calls: &mut Calls<'_>| -> Result<(), PipelineError> {
+                let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts, calls)?;
                 euler_v_step(z, &v, sigmas[i], sigmas[i + 1]);
-                count(calls);
+                calls.predictions += 1;
                 Ok(())
             };
             for i in 0..schedule.steps {
@@ -329,17 +329,19 @@ impl Engine {
             }
             z
         };
-        stats.unet_calls = calls;
+        let (predictions, runs) = (calls.predictions, calls.runs);
+        stats.unet_calls = predictions;
+        stats.unet_runs = runs;
         stats.denoise_seconds = t0.elapsed().as_secs_f64();
         debug_assert_eq!(z.len(), lat_len);
 
         // 4. decode in temporal chunks
         cancel.check()?;
-        progress(&Progress { stage: Stage::Decode, unet_calls_done: calls, unet_calls_total: total });
+        progress(&Progress { stage: Stage::Decode, unet_calls_done: runs, unet_calls_total: total });
         let t0 = Instant::now();
         let images = self.decode(&z, p.decode_chunk_frames.unwrap_or(m.decode_chunk_frames), opts)?;
         stats.decode_seconds = t0.elapsed().as_secs_f64();
-        progress(&Progress { stage: Stage::Done, unet_calls_done: calls, unet_calls_total: total });
+        progress(&Progress { stage: Stage::Done, unet_calls_done: runs, unet_calls_total: total });
         Ok(Generation { frames: images, latents: z, latent_shape: [1, frames, 4, h, w], stats })
     }
 
@@ -351,9 +353,7 @@ impl Engine {
         sch: &Schedule<'_>,
         cond: &Conditioning,
         rng: &mut NoiseStream,
-        count: &mut dyn FnMut(&mut usize),
-        calls: &mut usize,
-        cancel: &CancelToken,
+        calls: &mut Calls<'_>,
         opts: &RunOptions,
     ) -> Result<(Vec<f32>, String), PipelineError> {
         let m = &self.package.manifest;
@@ -391,8 +391,8 @@ impl Engine {
                     let eps = rng.draw(&format!("inject_step{i}_iter{}", j - 1), &shape)?;
                     lp.inject(&mut sessions.inject, eps, reinjection_std(sigma, sigma_next), false, opts)?;
                 }
-                lp.step(&mut sessions, &mut unet, input_divisor(sigma), timestep(sigma), euler, opts, &mut || cancel.check())?;
-                count(calls);
+                lp.step(&mut sessions, &mut unet, input_divisor(sigma), timestep(sigma), euler, opts, calls)?;
+                calls.predictions += 1;
             }
         }
         Ok((lp.download()?, lp.buffers_device()))
@@ -435,7 +435,7 @@ impl Engine {
         g_rev: &[f32],
         w_fwd: &[f32],
         opts: &RunOptions,
-        cancel: &CancelToken,
+        calls: &mut Calls<'_>,
     ) -> Result<Vec<f32>, PipelineError> {
         let m = &self.package.manifest;
         let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
@@ -456,7 +456,7 @@ impl Engine {
                 }
             }
             let (ehs, ids) = unet_conditioning(cond, group);
-            cancel.check()?;
+            calls.before_run()?;
             let out = run(
                 &self.unet,
                 "unet",
@@ -468,6 +468,7 @@ impl Engine {
                     ("added_time_ids", vec![n, 3], ids),
                 ],
             )?;
+            calls.after_run();
             for (i, &r) in group.iter().enumerate() {
                 pred[r] = out[i * frames * plane..(i + 1) * frames * plane].to_vec();
             }
@@ -521,6 +522,26 @@ pub fn fuse_predictions(pred: &[Vec<f32>; 4], frames: usize, g_fwd: &[f32], g_re
         }
     }
     v
+}
+
+/// Counts UNet runs for the progress callback and checks for cancellation before each, in both loops.
+pub(super) struct Calls<'a> {
+    runs: usize,
+    total: usize,
+    predictions: usize,
+    progress: &'a mut dyn FnMut(&Progress),
+    cancel: &'a CancelToken,
+}
+
+impl Calls<'_> {
+    pub(super) fn before_run(&self) -> Result<(), PipelineError> {
+        self.cancel.check()
+    }
+
+    pub(super) fn after_run(&mut self) {
+        self.runs += 1;
+        (self.progress)(&Progress { stage: Stage::Denoise, unet_calls_done: self.runs, unet_calls_total: self.total });
+    }
 }
 
 /// The schedule of one generation, shared by the host and device loops.
