@@ -320,3 +320,31 @@ fn low_memory_half_batch_matches_the_batch_4_package() {
         assert!(diff <= 1e-5, "{sampler}: {diff}");
     }
 }
+
+/// A failure of the on-device loop (the GPU path, never yet run on a GPU) costs a second, host-loop generation,
+/// not the frames: the result equals a host-loop run and summary.json says what happened.
+#[test]
+fn a_failing_device_loop_falls_back_to_the_host_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |out: &str, sampler: &str, fail: bool| {
+        let o = d.join(out);
+        let mut c = Command::new(env!("CARGO_BIN_EXE_svd-inbetween"));
+        c.args(["generate", "--models", "models/tiny", "--from", "assets/keyframes/a.png", "--to", "assets/keyframes/b.png"])
+            .args(["--steps", "3", "--noise-injection-steps", "1", "--device", "cpu", "--sampler", sampler, "--out", o.to_str().unwrap()])
+            .current_dir(root());
+        if fail {
+            c.env("SVD_INBETWEEN_TEST_FAIL", "device-loop");
+        }
+        let r = c.output().unwrap();
+        assert!(r.status.success(), "{}", stderr(&r));
+        let s: serde_json::Value = serde_json::from_slice(&std::fs::read(o.join("summary.json")).unwrap()).unwrap();
+        (read_npy(&o.join("latents.npy")).1, s, stderr(&r))
+    };
+    let (host, _, _) = run("host", "host", false);
+    let (fallback, s, err) = run("fallback", "device", true);
+    assert_eq!(s["latents_on"], "host (device loop failed: test failure requested by SVD_INBETWEEN_TEST_FAIL)");
+    assert!(err.contains("generating again with the latents on the host"), "{err}");
+    assert_eq!(fallback, host);
+    assert_eq!(s["unet_calls"], 4, "3 steps + 1 re-injection round: the retry counts once");
+}

@@ -266,8 +266,11 @@ pub(super) struct LoopConstants<'a> {
     pub w_rev: Vec<f32>,
 }
 
+/// The stage name of every device-loop failure: the engine retries those on the host.
+pub const DEVICE_LOOP_STAGE: &str = "denoise (latents on device)";
+
 fn fail(e: ort::Error) -> PipelineError {
-    PipelineError::Inference { stage: "denoise (latents on device)", message: e.to_string() }
+    PipelineError::Inference { stage: DEVICE_LOOP_STAGE, message: e.to_string() }
 }
 
 fn host_tensor(shape: &[i64], data: &[f32]) -> ort::Result<Tensor<f32>> {
@@ -284,6 +287,10 @@ impl DeviceLoop {
         unet: &Session,
         consts: &LoopConstants<'_>,
     ) -> Result<Self, PipelineError> {
+        if std::env::var("SVD_INBETWEEN_TEST_FAIL").as_deref() == Ok("device-loop") {
+            // Test-only hook (tests/cli.rs): proves a device-loop failure falls back to the host loop.
+            return Err(PipelineError::Inference { stage: DEVICE_LOOP_STAGE, message: "test failure requested by SVD_INBETWEEN_TEST_FAIL".into() });
+        }
         let allocator = if *device == AllocationDevice::CPU {
             Allocator::default()
         } else {

@@ -15,9 +15,10 @@ use super::manifest::{VerifiedManifest, load_and_verify};
 use super::noise::{NoiseSource, NoiseStream};
 use super::preprocess::{clip_pixels, to_planar_pm1};
 use super::schedule::{euler_v_step, input_divisor, guidance_and_weights, init_noise_sigma, karras_sigmas, reinjection_std, timestep};
+use super::device::DEVICE_LOOP_STAGE;
 use super::{GenerateParams, PipelineError};
 use crate::image::ImageF32;
-use crate::runtime::{self, DevicePreference, ProviderInfo, RuntimeInfo, SessionOptions, SessionSource};
+use crate::runtime::{self, DevicePreference, ProviderInfo, RuntimeError, RuntimeInfo, SessionOptions, SessionSource};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Stage {
@@ -113,7 +114,9 @@ pub struct Engine {
     vae_encoder: Mutex<Session>,
     unet: Mutex<Session>,
     vae_decoder: Mutex<Session>,
-    sampler: Mutex<SamplerSessions>,
+    /// The on-device loop's graphs, or why they could not be opened on the UNet's provider (then the host loop
+    /// runs: an unproven path must never take generation down with it).
+    sampler: Result<Mutex<SamplerSessions>, String>,
     placement: SamplerPlacement,
     /// Rows per direction per UNet call: 2 (one call per prediction) or 1 (low memory, two calls).
     k: usize,
@@ -172,17 +175,24 @@ impl Engine {
         let open_graph = |label: &str, build: &dyn Fn() -> ort::Result<ort::editor::Model>| {
             runtime::create_session_from(env, &SessionSource::Built { label, build }, small, &SessionOptions::default()).map(|(s, _)| s)
         };
-        let sampler = SamplerSessions {
-            prepare: open_graph("sampler_prepare", &|| prepare_graph(dims, k))?,
-            update: open_graph("sampler_update", &|| update_graph(dims, k))?,
-            inject: open_graph("sampler_inject", &|| inject_graph(dims))?,
-        };
+        let sampler = (|| -> Result<SamplerSessions, RuntimeError> {
+            Ok(SamplerSessions {
+                prepare: open_graph("sampler_prepare", &|| prepare_graph(dims, k))?,
+                update: open_graph("sampler_update", &|| update_graph(dims, k))?,
+                inject: open_graph("sampler_inject", &|| inject_graph(dims))?,
+            })
+        })()
+        .map(Mutex::new)
+        .map_err(|e| {
+            log::warn!("the on-device sampler is unavailable ({e}); latents will round-trip through the host");
+            e.to_string()
+        });
         Ok(Self {
             image_encoder: open_small("image_encoder")?,
             vae_encoder: open_small("vae_encoder")?,
             vae_decoder: open_small("vae_decoder")?,
             unet: Mutex::new(unet),
-            sampler: Mutex::new(sampler),
+            sampler,
             placement: o.sampler,
             k,
             runtime: info.clone(),
@@ -196,8 +206,12 @@ impl Engine {
         call_groups(self.k).len()
     }
 
-    /// Whether the denoising loop keeps its latents on the device (IoBinding) rather than on the host.
+    /// Whether the denoising loop keeps the latents on the device (IoBinding) rather than on the host.
     pub fn latents_on_device(&self) -> bool {
+        self.wants_device_loop() && self.sampler.is_ok()
+    }
+
+    fn wants_device_loop(&self) -> bool {
         match self.placement {
             SamplerPlacement::Auto => self.provider.is_cuda(),
             SamplerPlacement::Host => false,
@@ -257,7 +271,22 @@ impl Engine {
         }
         let opts = Arc::new(RunOptions::new().map_err(|e| PipelineError::Inference { stage: "setup", message: e.to_string() })?);
         *cancel.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&opts));
-        let result = self.generate_inner(from, to, params, noise, save_noise, progress, cancel, &opts);
+        let on_device = self.latents_on_device();
+        let mut result = self.generate_inner(from, to, params, noise, save_noise, progress, cancel, &opts, on_device);
+        if let Err(PipelineError::Inference { stage: DEVICE_LOOP_STAGE, message }) = &result {
+            if !cancel.is_cancelled() {
+                // The device loop is the newer, GPU-only path; a failure there costs a slower generation, not
+                // the frames. Same noise, same arithmetic, so the same result up to float rounding.
+                let why = message.clone();
+                log::warn!("the on-device denoising loop failed ({why}); generating again with the latents on the host");
+                result = self
+                    .generate_inner(from, to, params, noise, save_noise, progress, cancel, &opts, false)
+                    .map(|mut g| {
+                        g.stats.latents_on = format!("host (device loop failed: {why})");
+                        g
+                    });
+            }
+        }
         *cancel.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
         // A terminated run surfaces as an ORT error; report it as the cancellation it is.
         match result {
@@ -277,6 +306,7 @@ impl Engine {
         progress: &mut dyn FnMut(&Progress),
         cancel: &CancelToken,
         opts: &RunOptions,
+        on_device: bool,
     ) -> Result<Generation, PipelineError> {
         let m = &self.package.manifest;
         let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
@@ -301,12 +331,15 @@ impl Engine {
         let t0 = Instant::now();
         let mut calls = Calls { runs: 0, total, predictions: 0, progress: &mut *progress, cancel };
         let schedule = Schedule { sigmas: &sigmas, g_fwd: &g_fwd, g_rev: &g_rev, w_fwd: &w_fwd, init_sigma, steps: p.steps as usize, n_inject: (p.steps as f64 * p.noise_injection_ratio as f64).floor() as usize, rounds: p.noise_injection_steps as usize };
-        let z = if self.latents_on_device() {
+        let z = if on_device {
             let (z, device) = self.denoise_on_device(&schedule, &cond, &mut rng, &mut calls, opts)?;
             stats.latents_on = format!("device ({device})");
             z
         } else {
-            stats.latents_on = "host".into();
+            stats.latents_on = match &self.sampler {
+                Err(why) if self.wants_device_loop() => format!("host (device loop unavailable: {why})"),
+                _ => "host".into(),
+            };
             let mut z: Vec<f32> = rng.draw("init_latents", &[1, frames, 4, h, w])?.into_iter().map(|v| v * init_sigma).collect();
             let step = |z: &mut Vec<f32>, i: usize, calls: &mut Calls<'_>| -> Result<(), PipelineError> {
                 let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts, calls)?;
@@ -377,7 +410,8 @@ impl Engine {
         };
         let device = if self.provider.is_cuda() { AllocationDevice::CUDA } else { AllocationDevice::CPU };
         let mut unet = self.unet.lock().unwrap_or_else(|p| p.into_inner());
-        let mut sessions = self.sampler.lock().unwrap_or_else(|p| p.into_inner());
+        let sampler = self.sampler.as_ref().map_err(|e| PipelineError::Inference { stage: DEVICE_LOOP_STAGE, message: e.clone() })?;
+        let mut sessions = sampler.lock().unwrap_or_else(|p| p.into_inner());
         let mut lp = DeviceLoop::new(dims, &device, &sessions, &unet, &consts)?;
         let shape = [1, frames, 4, dims.h, dims.w];
         lp.inject(&mut sessions.inject, rng.draw("init_latents", &shape)?, sch.init_sigma, true, opts)?;
