@@ -64,7 +64,10 @@ pub fn candidate_libraries(explicit: Option<&Path>) -> Vec<Candidate> {
             for name in LIB_NAMES {
                 let p = dir.join(name);
                 if p.exists() {
-                    out.push(Candidate { path: p, origin: "pip-installed onnxruntime" });
+                    // Two of the Pythons are often the same venv; list each library once.
+                    if !out.iter().any(|c| c.path == p) {
+                        out.push(Candidate { path: p, origin: "pip-installed onnxruntime" });
+                    }
                     break;
                 }
             }

@@ -4,16 +4,17 @@
 #   device    the same with the latents kept in the provider's memory (IoBinding loop, the CUDA default)
 #   noinject  no re-injection (50 calls), latents on the host
 # Prints the median seconds per stage and per UNet call, and the ratios device/defaults and defaults/noinject.
-# Usage: bash tools/bench/bench.sh [runs] [cpu|cuda]
+# Usage: bash tools/bench/bench.sh [runs] [cpu|cuda] [--prebuilt CLI]   (--prebuilt: a machine without cargo)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs="${1:-3}"
 device="${2:-cpu}"
-cargo build -q --release -p svd-inbetween --bin svd-inbetween
+cli=./target/release/svd-inbetween
+if [ "${3:-}" = "--prebuilt" ]; then cli="$4"; else cargo build -q --release -p svd-inbetween --bin svd-inbetween; fi
 out="$(mktemp -d)"
 run() { # name, index, extra args
   local name="$1" i="$2"; shift 2
-  ./target/release/svd-inbetween generate --models models/tiny --from assets/keyframes/a.png \
+  "$cli" generate --models models/tiny --from assets/keyframes/a.png \
     --to assets/keyframes/b.png --out "$out/$name-$i" --device "$device" "$@" 2>/dev/null
 }
 for i in $(seq 1 "$runs"); do

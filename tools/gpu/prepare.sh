@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Here (no GPU): packs what a GPU session needs into .gpu/ (git-ignored): the stripped release CLI and the
+# onnxruntime-gpu 1.31.1 libraries as zstd parts small enough to carry one per device call (the device machine
+# cannot download anything; each call carries at most 64 MiB with the working tree). See tools/gpu/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/setup.sh
+. scripts/setup-ort-gpu.sh
+_excl="$(git rev-parse --git-path info/exclude)"; mkdir -p "$(dirname "$_excl")"
+grep -qx "/.gpu/" "$_excl" 2>/dev/null || echo "/.gpu/" >> "$_excl"
+rm -rf .gpu && mkdir -p .gpu
+cargo build -q --release --bin svd-inbetween
+strip -o .gpu/svd-inbetween target/release/svd-inbetween
+_libs="$(dirname "$SVD_INBETWEEN_ORT_GPU_LIB")"
+tar -C "$_libs" -cf - libonnxruntime.so.1.31.1 libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so \
+  | zstd -q -T0 -19 | split -b 45m -d - .gpu/ort.part-
+(cd .gpu && sha256sum ort.part-* > ort.sha256)
+echo "parts:" && ls -l .gpu
