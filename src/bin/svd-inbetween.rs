@@ -12,6 +12,16 @@ use svd_inbetween::pipeline::noise::write_npy_f32;
 use svd_inbetween::pipeline::{CancelToken, Engine, Fusion, GenerateParams, LoadOptions, NoiseSource, Progress, SamplerPlacement, Stage};
 use svd_inbetween::runtime::{self, DevicePreference};
 
+/// `println!` panics when stdout is a closed pipe (`doctor | head`); a report nobody reads ends quietly instead.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "svd-inbetween", version, about = "Generative in-betweening with Stable Video Diffusion on ONNX Runtime")]
 struct Cli {
@@ -230,41 +240,41 @@ fn peak_rss_bytes() -> Option<u64> {
 }
 
 fn doctor(models: Option<&Path>, device: DevicePreference, sampler: SamplerPlacement) -> Result<(), String> {
-    println!("ONNX Runtime candidates (first that loads wins):");
+    say!("ONNX Runtime candidates (first that loads wins):");
     for c in runtime::candidate_libraries(None) {
-        println!("  {} [{}]{}", c.path.display(), c.origin, if c.path.exists() { "" } else { " (missing)" });
+        say!("  {} [{}]{}", c.path.display(), c.origin, if c.path.exists() { "" } else { " (missing)" });
     }
     let (_, info) = runtime::environment(None).map_err(|e| e.to_string())?;
-    println!("loaded: {}", info.library.display());
-    println!("version: {}", info.version);
-    println!("CUDA provider compiled in: {}", runtime::cuda_compiled_in());
+    say!("loaded: {}", info.library.display());
+    say!("version: {}", info.version);
+    say!("CUDA provider compiled in: {}", runtime::cuda_compiled_in());
     match std::process::Command::new("nvidia-smi").args(["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]).output() {
-        Ok(o) if o.status.success() => println!("GPU: {}", String::from_utf8_lossy(&o.stdout).trim()),
-        _ => println!("GPU: none found (nvidia-smi unavailable)"),
+        Ok(o) if o.status.success() => say!("GPU: {}", String::from_utf8_lossy(&o.stdout).trim()),
+        _ => say!("GPU: none found (nvidia-smi unavailable)"),
     }
     let Some(dir) = models else {
-        println!("models: not checked (pass --models DIR)");
+        say!("models: not checked (pass --models DIR)");
         return Ok(());
     };
     let pkg = load_and_verify(dir).map_err(|e| e.to_string())?;
     for (name, f) in &pkg.manifest.files {
         let got = sha256_file(&dir.join(name)).map_err(|e| e.to_string())?;
-        println!("  {name}: {} bytes, sha256 ok ({}…)", f.bytes, &got[..12]);
+        say!("  {name}: {} bytes, sha256 ok ({}…)", f.bytes, &got[..12]);
     }
-    println!("models: {} ({}x{}, {} frames, {}) verified", pkg.manifest.name, pkg.manifest.width, pkg.manifest.height, pkg.manifest.num_frames, pkg.manifest.dtype);
+    say!("models: {} ({}x{}, {} frames, {}) verified", pkg.manifest.name, pkg.manifest.width, pkg.manifest.height, pkg.manifest.num_frames, pkg.manifest.dtype);
     // The UNet is profiled for the smoke run: the trace says which provider ran each kernel.
     let profile_dir = std::env::temp_dir().join(format!("svd-inbetween-doctor-{}", std::process::id()));
     std::fs::create_dir_all(&profile_dir).map_err(|e| format!("cannot create {}: {e}", profile_dir.display()))?;
     let options = LoadOptions { device, sampler, profile_unet: Some(profile_dir.join("unet")), ..Default::default() };
     let engine = Engine::load_with(dir, &options).map_err(|e| e.to_string())?;
-    println!("provider: {}", engine.provider());
+    say!("provider: {}", engine.provider());
     let m = engine.manifest();
     let grey = ImageF32::from_vec(m.width, m.height, 3, vec![0.5; m.width * m.height * 3]).unwrap();
     let p = GenerateParams { steps: 1, noise_injection_steps: 0, ..Default::default() };
     let t = Instant::now();
     let g = engine.generate(&grey, &grey, &p, &NoiseSource::Seeded(0), None, &mut |_| {}, &CancelToken::new()).map_err(|e| e.to_string())?;
     let finite = g.frames.iter().all(|f| f.data.iter().all(|v| v.is_finite()));
-    println!(
+    say!(
         "smoke run: 1 step, {} frames in {:.2} s, latents on {}, finite: {finite}",
         g.frames.len(),
         t.elapsed().as_secs_f64(),
@@ -277,14 +287,14 @@ fn doctor(models: Option<&Path>, device: DevicePreference, sampler: SamplerPlace
     let placement = runtime::profile::read_placement(&trace, g.stats.unet_calls);
     let _ = std::fs::remove_dir_all(&profile_dir);
     let placement = placement?;
-    println!("UNet kernels: {}", placement.summary());
+    say!("UNet kernels: {}", placement.summary());
     if engine.provider().is_cuda() {
         let on_cuda = placement.kernels_on("CUDAExecutionProvider");
         if on_cuda == 0 {
             return Err(format!("the CUDA provider registered but ran none of the UNet's {} kernels", placement.total()));
         }
-        println!("CUDA verified: {on_cuda} of {} UNet kernels ran on CUDAExecutionProvider", placement.total());
+        say!("CUDA verified: {on_cuda} of {} UNet kernels ran on CUDAExecutionProvider", placement.total());
     }
-    println!("doctor: all checks passed");
+    say!("doctor: all checks passed");
     Ok(())
 }
