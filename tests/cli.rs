@@ -122,6 +122,10 @@ fn doctor_reports_kernel_placement_from_a_profile() {
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         assert!(o.status.success(), "{}{}", out, stderr(&o));
         assert!(out.contains("provider: CPUExecutionProvider (CPU requested)"), "{out}");
+        // the CPU wheel: compiled without CUDA, and it says so
+        assert!(out.contains("CUDA provider compiled in: false\n"), "{out}");
+        let providers = out.lines().find(|l| l.starts_with("providers in this build: ")).unwrap_or_else(|| panic!("{out}"));
+        assert!(providers.ends_with("CPUExecutionProvider") && !providers.contains("CUDA"), "{providers}");
         assert!(out.contains(&format!("latents on {on}, finite: true")), "{out}");
         let line = out.lines().find(|l| l.starts_with("UNet kernels: ")).unwrap_or_else(|| panic!("{out}"));
         // Only the CPU ran anything, and a one-step run of the tiny UNet executes thousands of kernels.
@@ -281,6 +285,21 @@ fn cuda_build_without_cuda_fails_loudly_or_falls_back_with_the_reason() {
     let reason = s["provider"]["fallback_reason"].as_str().unwrap();
     assert_eq!(format!("svd-inbetween: error: CUDA was requested but is not usable: {reason}"), line, "same reason both ways");
     assert_eq!(s["onnxruntime"]["library"], lib.to_str().unwrap());
+
+    // doctor on that build: CUDA is compiled in, and the missing pieces are named when it is demanded
+    let o = Command::new(env!("CARGO_BIN_EXE_svd-inbetween"))
+        .args(["doctor", "--models", "models/tiny", "--device", "cuda"])
+        .env("SVD_INBETWEEN_ORT_LIB", &lib)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("CUDA provider compiled in: true\n"), "{out}");
+    assert!(out.contains("providers in this build: TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider\n"), "{out}");
+    if !has_nvidia_driver() {
+        assert_eq!(o.status.code(), Some(2));
+        assert_eq!(stderr(&o).trim(), line);
+    }
 }
 
 /// The low-memory UNet (exported with --unet-batch 2: the unconditional pair, then the conditional pair) gives

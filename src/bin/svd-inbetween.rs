@@ -248,6 +248,7 @@ fn doctor(models: Option<&Path>, device: DevicePreference, sampler: SamplerPlace
     say!("loaded: {}", info.library.display());
     say!("version: {}", info.version);
     say!("CUDA provider compiled in: {}", runtime::cuda_compiled_in());
+    say!("providers in this build: {}", runtime::available_providers()?.join(", "));
     match std::process::Command::new("nvidia-smi").args(["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]).output() {
         Ok(o) if o.status.success() => say!("GPU: {}", String::from_utf8_lossy(&o.stdout).trim()),
         _ => say!("GPU: none found (nvidia-smi unavailable)"),

@@ -147,6 +147,39 @@ fn describe_load_error(e: &ort::LoadDynamicError) -> String {
     s
 }
 
+/// The execution providers this ONNX Runtime build was compiled with (what it *could* use, not what works on this
+/// machine: the GPU wheel lists CUDA with no GPU present). Needs the environment (`environment()`) first.
+pub fn available_providers() -> Result<Vec<String>, String> {
+    if !matches!(RUNTIME.get(), Some(Ok(_))) {
+        return Err("ONNX Runtime is not loaded".into());
+    }
+    let api = ort::api();
+    let mut list: *mut *mut std::ffi::c_char = std::ptr::null_mut();
+    let mut n: std::ffi::c_int = 0;
+    // SAFETY: the library is loaded (checked above, so ort::api() cannot take its panicking lazy-load path);
+    // GetAvailableProviders writes an array of n C strings that we own until ReleaseAvailableProviders.
+    let status = unsafe { (api.GetAvailableProviders)(&mut list, &mut n) };
+    if !status.0.is_null() {
+        // SAFETY: a non-null status is a valid OrtStatus; its message lives until ReleaseStatus.
+        let msg = unsafe { std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0)).to_string_lossy().into_owned() };
+        // SAFETY: releasing the status we were given, once.
+        unsafe { (api.ReleaseStatus)(status.0) };
+        return Err(msg);
+    }
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    for i in 0..n.max(0) as usize {
+        // SAFETY: i < n entries, each a NUL-terminated string owned by the array.
+        out.push(unsafe { std::ffi::CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned() });
+    }
+    // SAFETY: the array and count exactly as GetAvailableProviders returned them, released once.
+    let status = unsafe { (api.ReleaseAvailableProviders)(list, n) };
+    if !status.0.is_null() {
+        // SAFETY: as above.
+        unsafe { (api.ReleaseStatus)(status.0) };
+    }
+    Ok(out)
+}
+
 /// Whether this ONNX Runtime build has the CUDA provider compiled in (the CPU wheel does not).
 pub fn cuda_compiled_in() -> bool {
     <ep::CUDA as ExecutionProvider>::is_available().unwrap_or(false)
