@@ -179,3 +179,115 @@ pub fn resize(img: &ImageF32, width: usize, height: usize) -> ImageF32 {
     };
     ImageF32 { width, height, channels: img.channels, data }
 }
+
+/// How a keyframe of another aspect ratio is fitted to the model's fixed size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// Scale to fit inside, keep proportions, black bars on the rest; the bars are cropped off the results.
+    #[default]
+    Letterbox,
+    /// Scale each axis independently (distorts when the aspects differ).
+    Stretch,
+}
+
+impl std::str::FromStr for Fit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "letterbox" => Ok(Self::Letterbox),
+            "stretch" => Ok(Self::Stretch),
+            o => Err(format!("unknown fit '{o}' (expected letterbox or stretch)")),
+        }
+    }
+}
+
+/// Where a fitted source image lies inside the model frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// The placement of a `src_w`×`src_h` image in a `dst_w`×`dst_h` frame: the whole frame for `Stretch`; for
+/// `Letterbox` the largest centred rectangle of the source's aspect (rounded to whole pixels, at least 1).
+pub fn placement(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize, fit: Fit) -> Placement {
+    if fit == Fit::Stretch || src_w == 0 || src_h == 0 {
+        return Placement { x: 0, y: 0, width: dst_w, height: dst_h };
+    }
+    // Compare aspects with integers: src_w/src_h against dst_w/dst_h.
+    let (width, height) = if src_w * dst_h >= dst_w * src_h {
+        (dst_w, ((dst_w * src_h) as f64 / src_w as f64).round().max(1.0) as usize)
+    } else {
+        (((dst_h * src_w) as f64 / src_h as f64).round().max(1.0) as usize, dst_h)
+    };
+    Placement { x: (dst_w - width) / 2, y: (dst_h - height) / 2, width, height }
+}
+
+/// `img` fitted into a `width`×`height` frame (black outside the placement), and the placement.
+pub fn fit_into(img: &ImageF32, width: usize, height: usize, fit: Fit) -> (ImageF32, Placement) {
+    let p = placement(img.width, img.height, width, height, fit);
+    let scaled = resize(img, p.width, p.height);
+    if (p.width, p.height) == (width, height) {
+        return (scaled, p);
+    }
+    let mut out = ImageF32::new(width, height, img.channels);
+    for y in 0..p.height {
+        out.pixel_row_mut(p.y + y, p.x, p.width).copy_from_slice(scaled.pixel_row(y, 0, p.width));
+    }
+    (out, p)
+}
+
+/// The region `p` of `img`.
+pub fn crop(img: &ImageF32, p: Placement) -> ImageF32 {
+    let mut out = ImageF32::new(p.width, p.height, img.channels);
+    for y in 0..p.height {
+        out.pixel_row_mut(y, 0, p.width).copy_from_slice(img.pixel_row(p.y + y, p.x, p.width));
+    }
+    out
+}
+
+impl ImageF32 {
+    fn pixel_row(&self, y: usize, x: usize, n: usize) -> &[f32] {
+        let start = (y * self.width + x) * self.channels;
+        &self.data[start..start + n * self.channels]
+    }
+
+    fn pixel_row_mut(&mut self, y: usize, x: usize, n: usize) -> &mut [f32] {
+        let start = (y * self.width + x) * self.channels;
+        &mut self.data[start..start + n * self.channels]
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn letterbox_placements() {
+        // 4:3 into the tiny model's 2:1: pillarbox, 256·64/192 = 85.33 → 85 wide, centred at (128 − 85) / 2 = 21
+        assert_eq!(placement(256, 192, 128, 64, Fit::Letterbox), Placement { x: 21, y: 0, width: 85, height: 64 });
+        // 9:16 portrait into SVD-XT's 1024×576: 576·1080/1920 = 324 wide, x = 350
+        assert_eq!(placement(1080, 1920, 1024, 576, Fit::Letterbox), Placement { x: 350, y: 0, width: 324, height: 576 });
+        // 2.39:1 scope into 16:9: letterbox, 1024·858/2048 = 429 high, y = 73
+        assert_eq!(placement(2048, 858, 1024, 576, Fit::Letterbox), Placement { x: 0, y: 73, width: 1024, height: 429 });
+        // the model's own aspect, and stretch: the whole frame
+        assert_eq!(placement(1920, 1080, 1024, 576, Fit::Letterbox), Placement { x: 0, y: 0, width: 1024, height: 576 });
+        assert_eq!(placement(256, 192, 128, 64, Fit::Stretch), Placement { x: 0, y: 0, width: 128, height: 64 });
+    }
+
+    #[test]
+    fn fit_pads_black_and_crop_recovers_the_picture() {
+        let src = ImageF32::from_vec(3, 4, 3, (0..36).map(|v| 0.5 + v as f32 / 100.0).collect()).unwrap();
+        let (fitted, p) = fit_into(&src, 6, 4, Fit::Letterbox);
+        assert_eq!(p, Placement { x: 1, y: 0, width: 3, height: 4 });
+        for y in 0..4 {
+            for x in [0usize, 4, 5] {
+                assert_eq!(fitted.pixel(x, y), &[0.0, 0.0, 0.0], "bar at ({x},{y})");
+            }
+        }
+        assert_eq!(crop(&fitted, p), src, "same size: the picture is copied, not resampled");
+    }
+}

@@ -367,3 +367,50 @@ fn a_failing_device_loop_falls_back_to_the_host_loop() {
     assert_eq!(fallback, host);
     assert_eq!(s["unet_calls"], 4, "3 steps + 1 re-injection round: the retry counts once");
 }
+
+/// A 4:3 keyframe pair on the 2:1 tiny model: letterboxed (proportions kept, pillar bars), and the PNGs come back
+/// at the keyframes' size with the bars cropped off; `--fit stretch` is the other, distorting, choice.
+#[test]
+fn letterbox_keeps_proportions_and_crops_the_bars_off() {
+    use svd_inbetween::image::{ImageF32, resize, to_u8};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for k in ["a", "b"] {
+        let img = ImageF32::read_png(&root().join(format!("assets/keyframes/{k}.png"))).unwrap();
+        resize(&img, 256, 192).write_png(&d.join(format!("{k}43.png"))).unwrap();
+    }
+    let run = |out: &str, fit: &str| {
+        let o = d.join(out);
+        let (fa, fb) = (d.join("a43.png"), d.join("b43.png"));
+        let r = cli(&["generate", "--models", "models/tiny", "--from", fa.to_str().unwrap(), "--to", fb.to_str().unwrap(),
+            "--steps", "2", "--noise-injection-steps", "0", "--fit", fit, "--out", o.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        o
+    };
+    let lb = run("letterbox", "letterbox");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(lb.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["fit"], "letterbox");
+    assert_eq!(s["png_size"], serde_json::json!([256, 192]));
+    let (shape, frames) = read_npy(&lb.join("frames.npy"));
+    assert_eq!(shape, vec![7, 64, 128, 3]);
+    // 256x192 in 128x64: 85x64 at x = 21 (64·256/192 = 85.3)
+    let (x0, w) = (21usize, 85usize);
+    for i in [0usize, 3, 6] {
+        let f = &frames[i * 64 * 128 * 3..(i + 1) * 64 * 128 * 3];
+        let mut region = ImageF32::new(w, 64, 3);
+        for y in 0..64 {
+            for x in 0..w {
+                for c in 0..3 {
+                    region.data[(y * w + x) * 3 + c] = f[(y * 128 + x0 + x) * 3 + c];
+                }
+            }
+        }
+        let want: Vec<u8> = resize(&region, 256, 192).data.iter().map(|v| to_u8(*v)).collect();
+        let png = image::open(lb.join(format!("frame_{i:03}.png"))).unwrap().to_rgb8();
+        assert_eq!((png.width(), png.height()), (256, 192));
+        assert_eq!(png.into_raw(), want, "frame {i}");
+    }
+    let st = run("stretch", "stretch");
+    let a = std::fs::read(lb.join("frame_003.png")).unwrap();
+    assert_ne!(a, std::fs::read(st.join("frame_003.png")).unwrap(), "stretch is another result");
+}

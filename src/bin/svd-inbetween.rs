@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use svd_inbetween::image::ImageF32;
+use svd_inbetween::image::{Fit, ImageF32, crop, fit_into, placement, resize};
 use svd_inbetween::pipeline::manifest::{load_and_verify, sha256_file};
 use svd_inbetween::pipeline::noise::write_npy_f32;
 use svd_inbetween::pipeline::{CancelToken, Engine, Fusion, GenerateParams, LoadOptions, NoiseSource, Progress, SamplerPlacement, Stage};
@@ -89,6 +89,10 @@ struct GenerateArgs {
     /// with --unet-batch 2 or dynamic).
     #[arg(long = "low-memory")]
     low_memory: bool,
+    /// How keyframes of another aspect than the model's are fitted: letterbox (keep proportions, bars cropped
+    /// off the results) or stretch.
+    #[arg(long, default_value = "letterbox")]
+    fit: Fit,
     #[arg(long = "save-noise", conflicts_with = "load_noise")]
     save_noise: Option<PathBuf>,
     #[arg(long = "load-noise")]
@@ -121,14 +125,20 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
     Ok((w, h))
 }
 
-fn load_keyframe(path: &Path, w: usize, h: usize) -> Result<ImageF32, String> {
+/// A keyframe fitted to the model size, and its own size.
+fn load_keyframe(path: &Path, w: usize, h: usize, fit: Fit) -> Result<(ImageF32, (usize, usize)), String> {
     let img = ImageF32::read_png(path).map_err(|e| e.to_string())?;
     let img = img.to_channels(3).map_err(|e| e.to_string())?;
-    if img.width == w && img.height == h {
-        return Ok(img);
+    let size = (img.width, img.height);
+    if size == (w, h) {
+        return Ok((img, size));
     }
-    eprintln!("note: resizing {} from {}x{} to the model size {w}x{h} (Catmull-Rom)", path.display(), img.width, img.height);
-    Ok(svd_inbetween::image::resize(&img, w, h))
+    let how = match fit {
+        Fit::Letterbox => "keeping its proportions",
+        Fit::Stretch => "stretched",
+    };
+    eprintln!("note: fitting {} ({}x{}) to the model size {w}x{h}, {how} (Catmull-Rom)", path.display(), img.width, img.height);
+    Ok((fit_into(&img, w, h, fit).0, size))
 }
 
 fn generate(a: GenerateArgs) -> Result<(), String> {
@@ -161,8 +171,8 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
             return Err(format!("size {w}x{h} differs from the model package's {}x{} (export a package at that size)", m.width, m.height));
         }
     }
-    let from = load_keyframe(&a.from, m.width, m.height)?;
-    let to = load_keyframe(&a.to, m.width, m.height)?;
+    let (from, size) = load_keyframe(&a.from, m.width, m.height, a.fit)?;
+    let (to, _) = load_keyframe(&a.to, m.width, m.height, a.fit)?;
     eprintln!("provider: {}", engine.provider());
     let noise = match &a.load_noise {
         Some(d) => NoiseSource::Replay(d.clone()),
@@ -205,7 +215,10 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
     let total_seconds = t0.elapsed().as_secs_f64();
     std::fs::create_dir_all(&a.out).map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
     for (i, f) in generation.frames.iter().enumerate() {
-        f.write_png(&a.out.join(format!("frame_{i:03}.png"))).map_err(|e| e.to_string())?;
+        // PNGs at keyframe A's size (letterbox bars cropped off); frames.npy keeps the model's raw output.
+        let region = placement(size.0, size.1, m.width, m.height, a.fit);
+        let png = resize(&crop(f, region), size.0, size.1);
+        png.write_png(&a.out.join(format!("frame_{i:03}.png"))).map_err(|e| e.to_string())?;
     }
     write_npy_f32(&a.out.join("latents.npy"), &generation.latent_shape, &generation.latents).map_err(|e| e.to_string())?;
     let frames: Vec<f32> = generation.frames.iter().flat_map(|f| f.data.iter().copied()).collect();
@@ -220,6 +233,8 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         "unet_calls": generation.stats.unet_calls,
         "unet_runs": generation.stats.unet_runs,
         "latents_on": generation.stats.latents_on,
+        "fit": a.fit,
+        "png_size": [size.0, size.1],
         "unet_runs_per_step": engine.unet_runs_per_prediction(),
         "seconds": {"load": load_seconds, "encode": generation.stats.encode_seconds, "denoise": generation.stats.denoise_seconds,
                     "decode": generation.stats.decode_seconds, "total_generate": total_seconds},

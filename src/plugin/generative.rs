@@ -10,7 +10,7 @@ use super::params::{Transfer, Values};
 use super::timemap::generated_frames_for;
 use super::{Frame, PResult, PluginError};
 use crate::cache::{CacheError, CacheKey, FrameCache, Frames, KeyInput};
-use crate::image::{ImageF32, resize};
+use crate::image::{Fit, ImageF32, crop, fit_into, placement, resize};
 use crate::ofx::strings as s;
 use crate::ofx::{Effect, RectI};
 use crate::pipeline::{CancelToken, Engine, LoadOptions, NoiseSource, PipelineError};
@@ -78,13 +78,13 @@ fn srgb_decode(v: f32) -> f32 {
     if v <= 0.040_45 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
 }
 
-/// A keyframe as the model wants it: RGB, display-referred, at the model's size.
-fn fit_keyframe(frame: &Frame, transfer: Transfer, w: usize, h: usize) -> ImageF32 {
+/// A keyframe as the model wants it: RGB, display-referred, fitted to the model's size.
+fn fit_keyframe(frame: &Frame, transfer: Transfer, fit: Fit, w: usize, h: usize) -> ImageF32 {
     let mut rgb = frame.image.to_channels(3).expect("3 channels is supported");
     if transfer == Transfer::Linear {
         rgb.data.iter_mut().for_each(|v| *v = srgb_encode(*v));
     }
-    resize(&rgb, w, h)
+    fit_into(&rgb, w, h, fit).0
 }
 
 pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64) -> PResult<Frame> {
@@ -92,8 +92,8 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
     let engine = engine(&dir, v.device, v.low_memory)?;
     let m = engine.manifest();
     let (mw, mh, frames_n) = (m.width, m.height, m.num_frames);
-    let from = fit_keyframe(fa, v.transfer, mw, mh);
-    let to = fit_keyframe(fb, v.transfer, mw, mh);
+    let from = fit_keyframe(fa, v.transfer, v.fit, mw, mh);
+    let to = fit_keyframe(fb, v.transfer, v.fit, mw, mh);
     let provider_class = if engine.provider().is_cuda() { "cuda" } else { "cpu" };
     let key = CacheKey::compute(&KeyInput {
         manifest_sha256: engine.manifest_sha256(),
@@ -143,7 +143,9 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
         *d = w0 * g0.data[k] + w1 * g1.data[k];
     }
     let bounds: RectI = fa.bounds;
-    let mut out = resize(&mixed, bounds.width(), bounds.height());
+    // The picture's part of the model frame (all of it unless letterboxed), back at the clip's size.
+    let region = placement(bounds.width(), bounds.height(), mw, mh, v.fit);
+    let mut out = resize(&crop(&mixed, region), bounds.width(), bounds.height());
     if v.transfer == Transfer::Linear {
         out.data.iter_mut().for_each(|x| *x = srgb_decode(x.clamp(0.0, 1.0)));
     }

@@ -2,6 +2,7 @@
 
 use std::ffi::CStr;
 
+use crate::image::Fit;
 use crate::ofx::strings as s;
 use crate::ofx::{Effect, OfxResult, ParamSet, PropSet};
 use crate::pipeline::{Fusion, GenerateParams};
@@ -24,6 +25,7 @@ pub const GUIDANCE_MAX: &CStr = c"guidanceMax";
 pub const FUSION: &CStr = c"fusion";
 pub const SAMPLING: &CStr = c"frameSampling";
 pub const TRANSFER: &CStr = c"inputTransfer";
+pub const FIT: &CStr = c"aspectFit";
 pub const MODELS: &CStr = c"modelsFolder";
 pub const DEVICE: &CStr = c"device";
 pub const MEMORY: &CStr = c"unetMemory";
@@ -52,6 +54,7 @@ pub struct Values {
     pub generate: GenerateParams,
     pub sampling: FrameSampling,
     pub transfer: Transfer,
+    pub fit: Fit,
     pub models_folder: String,
     pub device: DevicePreference,
     /// Half-batch UNet (two runs per step) for GPUs short of memory.
@@ -111,6 +114,8 @@ const DEFS: &[Def] = &[
           hint: c"The model makes a fixed number of frames; when the interval has another length, blend the two nearest or take the nearest." },
     Def { name: TRANSFER, label: c"Input transfer", group: GROUP_SYS, general_only: false, kind: Kind::Choice { options: &[c"sRGB / display-referred", c"Linear"], default: 0 },
           hint: c"SVD works on display-referred (sRGB-like) images. Choose Linear if the clip is scene-linear: it is encoded to sRGB for the model and decoded back." },
+    Def { name: FIT, label: c"Aspect", group: GROUP_SYS, general_only: false, kind: Kind::Choice { options: &[c"Letterbox (keep proportions)", c"Stretch"], default: 0 },
+          hint: c"The model works at one frame size (16:9 for SVD-XT). Letterbox fits the clip inside it with black bars, which are cropped off the result; Stretch distorts clips of another aspect." },
     Def { name: MODELS, label: c"Models folder", group: GROUP_SYS, general_only: false, kind: Kind::Dir,
           hint: c"Folder with an exported model package (manifest.json, *.onnx). Empty: $SVD_INBETWEEN_MODELS, else the tiny demo models inside the bundle (random weights: for testing only)." },
     Def { name: DEVICE, label: c"Device", group: GROUP_SYS, general_only: false, kind: Kind::Choice { options: &[c"Auto (CUDA if available)", c"CUDA", c"CPU"], default: 0 },
@@ -207,6 +212,7 @@ pub fn read(effect: &Effect, t: f64, transition: bool) -> OfxResult<Values> {
         },
         sampling: if int(SAMPLING)? == 1 { FrameSampling::Nearest } else { FrameSampling::Blend },
         transfer: if int(TRANSFER)? == 1 { Transfer::Linear } else { Transfer::Srgb },
+        fit: if int(FIT)? == 1 { Fit::Stretch } else { Fit::Letterbox },
         models_folder: ps.get(MODELS)?.string_at(t)?,
         device: match int(DEVICE)? {
             1 => DevicePreference::Cuda,

@@ -84,6 +84,74 @@ fn generated_frames_equal_the_cli_after_the_same_resize() {
     assert!(worst <= 1.0 / 255.0, "plugin vs CLI max abs {worst}");
 }
 
+/// A 4:3 clip on the 2:1 model is letterboxed by default: the output is the generated picture region (bars
+/// cropped) back at the clip size, equal to the CLI's frames after the same crop; Stretch gives another result.
+#[test]
+fn a_4_3_clip_is_letterboxed_then_cropped_back() {
+    let _g = GEN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // On the 8-bit grid, so the PNG the CLI reads holds exactly what the host hands the plugin.
+    let on_8_bits = |img: ImageF32| {
+        let data = img.data.iter().map(|v| svd_inbetween::image::to_u8(*v) as f32 / 255.0).collect();
+        ImageF32::from_vec(img.width, img.height, img.channels, data).unwrap()
+    };
+    let (a, b) = (on_8_bits(resize(&keyframe("a.png"), 256, 192)), on_8_bits(resize(&keyframe("b.png"), 256, 192)));
+    let inst = plugin().instance("OfxImageEffectContextGeneral", 256, 192, 6.0);
+    let (ha, hb) = (host_image_from_rgba(&a, Depth::Float, 4, false), host_image_from_rgba(&b, Depth::Float, 4, false));
+    for t in 0..=6 {
+        inst.add_frame("Source", t, if t < 6 { ha.clone() } else { hb.clone() });
+    }
+    for (k, v) in [("mode", 0), ("keyframeA", 0), ("keyframeB", 6), ("steps", 2), ("noiseInjectionSteps", 0), ("seed", 5)] {
+        inst.set_int(k, v);
+    }
+    inst.set_string("modelsFolder", &models());
+    assert_eq!(inst.render(3.0, [0, 0, 256, 192]), 0, "{:?}", inst.messages());
+    let letterboxed = host_image_to_rgba(&inst.output(3).unwrap());
+
+    // the oracle: the CLI on the same keyframes, its raw frames.npy cropped and resized here
+    for (img, name) in [(&a, "a.png"), (&b, "b.png")] {
+        img.to_channels(3).unwrap().write_png(&dir.path().join(name)).unwrap();
+    }
+    let o = std::process::Command::new(root().join("target/debug/svd-inbetween"))
+        .args(["generate", "--models", &models(), "--steps", "2", "--noise-injection-steps", "0", "--seed", "5", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--from")
+        .arg(dir.path().join("a.png"))
+        .arg("--to")
+        .arg(dir.path().join("b.png"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, frames) = svd_inbetween::pipeline::noise::read_npy_f32(&dir.path().join("out/frames.npy")).unwrap();
+    let f = &frames[3 * 64 * 128 * 3..4 * 64 * 128 * 3];
+    let (x0, w) = (21usize, 85usize); // 256x192 in 128x64
+    let mut region = ImageF32::new(w, 64, 3);
+    for y in 0..64 {
+        for x in 0..w {
+            for c in 0..3 {
+                region.data[(y * w + x) * 3 + c] = f[(y * 128 + x0 + x) * 3 + c];
+            }
+        }
+    }
+    let want = resize(&region, 256, 192);
+    let mut worst = 0.0f32;
+    for y in 0..192 {
+        for x in 0..256 {
+            for c in 0..3 {
+                worst = worst.max((letterboxed.pixel(x, y)[c] - want.pixel(x, y)[c]).abs());
+            }
+        }
+    }
+    assert!(worst <= 1.0 / 255.0, "plugin vs CLI max abs {worst}");
+
+    inst.set_int("aspectFit", 1);
+    assert_eq!(inst.render(3.0, [0, 0, 256, 192]), 0, "{:?}", inst.messages());
+    let stretched = host_image_to_rgba(&inst.output(3).unwrap());
+    let diff = stretched.data.iter().zip(&letterboxed.data).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+    assert!(diff > 0.05, "stretch must differ from letterbox ({diff})");
+    assert_eq!(inst.outstanding_images(), 0);
+}
+
 #[test]
 fn eight_threads_one_generation_with_progress() {
     let _g = GEN_LOCK.lock().unwrap_or_else(|p| p.into_inner());

@@ -90,6 +90,7 @@ fn describe_declares_contexts_depths_and_behaviour() {
         ("fusion", "OfxParamTypeChoice"),
         ("frameSampling", "OfxParamTypeChoice"),
         ("inputTransfer", "OfxParamTypeChoice"),
+        ("aspectFit", "OfxParamTypeChoice"),
         ("modelsFolder", "OfxParamTypeString"),
         ("device", "OfxParamTypeChoice"),
         ("unetMemory", "OfxParamTypeChoice"),
