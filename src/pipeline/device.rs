@@ -1,7 +1,7 @@
 //! The denoising loop with the latents kept on the execution device (IoBinding), for CUDA.
 //!
-//! On the host path (`engine.rs`) every UNet call ships the latents to the provider and its prediction back, and
-//! the CFG/fusion/Euler arithmetic runs in Rust. At full size that is 4×25×4×72×128 floats (3.7 MB) each way,
+//! On the host path (`engine.rs`) every UNet call ships its input up and its prediction back, and the
+//! CFG/fusion/Euler arithmetic runs in Rust: at full size 4×25×8×72×128 floats (29.5 MB) up and half that back,
 //! 175 times per generation, plus a device synchronisation per call. Here the same arithmetic is expressed as three
 //! small ONNX graphs built in memory with ONNX Runtime's model editor, run on the UNet's provider, and every tensor
 //! of the loop (latents, UNet input, prediction) is a device buffer bound with IoBinding. Only scalars, the
@@ -9,15 +9,17 @@
 //! cross the bus.
 //!
 //! The graphs repeat the host path's operations in the same order (see `schedule::euler_v_step` and
-//! `Engine::fused_prediction`), so on the CPU the two paths agree to float rounding; the tests hold them to that.
+//! `engine::fuse_predictions`), one elementwise op per node, so on the CPU the two paths give bit-identical latents;
+//! the tests hold them to that.
 
 use ort::editor::{Graph, Model, Node, ONNX_DOMAIN, Opset};
 use ort::memory::{AllocationDevice, Allocator};
 use ort::operator::Attribute;
 use ort::session::{RunOptions, Session};
+use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
+
 use super::PipelineError;
 use super::engine::Calls;
-use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
 
 /// Where the latents live between UNet calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
