@@ -134,6 +134,23 @@ fn doctor_reports_kernel_placement_from_a_profile() {
         assert!(line.contains(" on CPUExecutionProvider (") && !line.contains("CUDA"), "{line}");
         assert!(out.ends_with("doctor: all checks passed\n"), "{out}");
     }
+    // --json: the same findings as one object, for scripts checking farm nodes
+    let o = cli(&["doctor", "--models", "models/tiny", "--device", "cpu", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["provider"]["provider"], "CPUExecutionProvider");
+    assert_eq!(j["models"]["sha256_verified"], true);
+    assert_eq!(j["smoke_run"]["finite"], true);
+    let kernels: u64 = j["unet_kernels"]["CPUExecutionProvider"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(kernels > 1000, "{kernels}");
+    assert!(j["unet_kernels"].get("CUDAExecutionProvider").is_none());
+    let o = cli(&["doctor", "--models", "no/such/dir", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["error"], "model folder no/such/dir: does not exist (set the Models folder, or export one with `python -m tools.export`)");
+    assert!(j["onnxruntime"]["library"].is_string(), "what was found before the failure is still reported");
 }
 
 #[test]

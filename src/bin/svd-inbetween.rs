@@ -41,6 +41,9 @@ enum Command {
         device: DevicePreference,
         #[arg(long, default_value = "auto")]
         sampler: SamplerPlacement,
+        /// One JSON object on stdout instead of lines (for checking farm nodes from scripts); exit status as usual.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -104,7 +107,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => generate(a),
-        Command::Doctor { models, device, sampler } => doctor(models.as_deref(), device, sampler),
+        Command::Doctor { models, device, sampler, json } => doctor(models.as_deref(), device, sampler, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -254,63 +257,110 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn doctor(models: Option<&Path>, device: DevicePreference, sampler: SamplerPlacement) -> Result<(), String> {
-    say!("ONNX Runtime candidates (first that loads wins):");
-    for c in runtime::candidate_libraries(None) {
-        say!("  {} [{}]{}", c.path.display(), c.origin, if c.path.exists() { "" } else { " (missing)" });
+/// What `doctor` found: printed line by line, or (`--json`) as one object at the end for farm health checks.
+struct Report {
+    json: bool,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    fn line(&self, text: std::fmt::Arguments<'_>) {
+        if !self.json {
+            say!("{text}");
+        }
     }
+
+    fn set(&mut self, key: &str, value: impl serde::Serialize) {
+        self.fields.insert(key.into(), serde_json::to_value(value).unwrap_or(serde_json::Value::Null));
+    }
+}
+
+fn doctor(models: Option<&Path>, device: DevicePreference, sampler: SamplerPlacement, json: bool) -> Result<(), String> {
+    let mut r = Report { json, fields: serde_json::Map::new() };
+    let result = doctor_checks(&mut r, models, device, sampler);
+    if json {
+        r.set("ok", result.is_ok());
+        if let Err(e) = &result {
+            r.set("error", e);
+        }
+        say!("{}", serde_json::to_string_pretty(&r.fields).unwrap());
+    } else if result.is_ok() {
+        say!("doctor: all checks passed");
+    }
+    result
+}
+
+fn doctor_checks(r: &mut Report, models: Option<&Path>, device: DevicePreference, sampler: SamplerPlacement) -> Result<(), String> {
+    r.line(format_args!("ONNX Runtime candidates (first that loads wins):"));
+    let candidates = runtime::candidate_libraries(None);
+    for c in &candidates {
+        r.line(format_args!("  {} [{}]{}", c.path.display(), c.origin, if c.path.exists() { "" } else { " (missing)" }));
+    }
+    r.set("onnxruntime_candidates", candidates.iter().map(|c| serde_json::json!({"path": c.path, "origin": c.origin, "exists": c.path.exists()})).collect::<Vec<_>>());
     let (_, info) = runtime::environment(None).map_err(|e| e.to_string())?;
-    say!("loaded: {}", info.library.display());
-    say!("version: {}", info.version);
-    say!("CUDA provider compiled in: {}", runtime::cuda_compiled_in());
-    say!("providers in this build: {}", runtime::available_providers()?.join(", "));
-    match std::process::Command::new("nvidia-smi").args(["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]).output() {
-        Ok(o) if o.status.success() => say!("GPU: {}", String::from_utf8_lossy(&o.stdout).trim()),
-        _ => say!("GPU: none found (nvidia-smi unavailable)"),
-    }
+    r.line(format_args!("loaded: {}", info.library.display()));
+    r.line(format_args!("version: {}", info.version));
+    r.set("onnxruntime", info);
+    r.line(format_args!("CUDA provider compiled in: {}", runtime::cuda_compiled_in()));
+    r.set("cuda_compiled_in", runtime::cuda_compiled_in());
+    let providers = runtime::available_providers()?;
+    r.line(format_args!("providers in this build: {}", providers.join(", ")));
+    r.set("providers_in_build", &providers);
+    let gpu = match std::process::Command::new("nvidia-smi").args(["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]).output() {
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        _ => None,
+    };
+    r.line(format_args!("GPU: {}", gpu.as_deref().unwrap_or("none found (nvidia-smi unavailable)")));
+    r.set("gpu", &gpu);
     let Some(dir) = models else {
-        say!("models: not checked (pass --models DIR)");
+        r.line(format_args!("models: not checked (pass --models DIR)"));
         return Ok(());
     };
     let pkg = load_and_verify(dir).map_err(|e| e.to_string())?;
     for (name, f) in &pkg.manifest.files {
         let got = sha256_file(&dir.join(name)).map_err(|e| e.to_string())?;
-        say!("  {name}: {} bytes, sha256 ok ({}…)", f.bytes, &got[..12]);
+        r.line(format_args!("  {name}: {} bytes, sha256 ok ({}…)", f.bytes, &got[..12]));
     }
-    say!("models: {} ({}x{}, {} frames, {}) verified", pkg.manifest.name, pkg.manifest.width, pkg.manifest.height, pkg.manifest.num_frames, pkg.manifest.dtype);
+    let m = &pkg.manifest;
+    r.line(format_args!("models: {} ({}x{}, {} frames, {}) verified", m.name, m.width, m.height, m.num_frames, m.dtype));
+    r.set("models", serde_json::json!({"dir": dir, "name": m.name, "width": m.width, "height": m.height, "frames": m.num_frames,
+        "dtype": m.dtype, "unet_batch": m.unet_batch, "sha256_verified": true}));
     // The UNet is profiled for the smoke run: the trace says which provider ran each kernel.
     let profile_dir = std::env::temp_dir().join(format!("svd-inbetween-doctor-{}", std::process::id()));
     std::fs::create_dir_all(&profile_dir).map_err(|e| format!("cannot create {}: {e}", profile_dir.display()))?;
+    let smoke = smoke_run(r, dir, device, sampler, &profile_dir);
+    let _ = std::fs::remove_dir_all(&profile_dir);
+    smoke
+}
+
+fn smoke_run(r: &mut Report, dir: &Path, device: DevicePreference, sampler: SamplerPlacement, profile_dir: &Path) -> Result<(), String> {
     let options = LoadOptions { device, sampler, profile_unet: Some(profile_dir.join("unet")), ..Default::default() };
     let engine = Engine::load_with(dir, &options).map_err(|e| e.to_string())?;
-    say!("provider: {}", engine.provider());
+    r.line(format_args!("provider: {}", engine.provider()));
+    r.set("provider", engine.provider());
     let m = engine.manifest();
     let grey = ImageF32::from_vec(m.width, m.height, 3, vec![0.5; m.width * m.height * 3]).unwrap();
     let p = GenerateParams { steps: 1, noise_injection_steps: 0, ..Default::default() };
     let t = Instant::now();
     let g = engine.generate(&grey, &grey, &p, &NoiseSource::Seeded(0), None, &mut |_| {}, &CancelToken::new()).map_err(|e| e.to_string())?;
     let finite = g.frames.iter().all(|f| f.data.iter().all(|v| v.is_finite()));
-    say!(
-        "smoke run: 1 step, {} frames in {:.2} s, latents on {}, finite: {finite}",
-        g.frames.len(),
-        t.elapsed().as_secs_f64(),
-        g.stats.latents_on
-    );
+    let seconds = t.elapsed().as_secs_f64();
+    r.line(format_args!("smoke run: 1 step, {} frames in {seconds:.2} s, latents on {}, finite: {finite}", g.frames.len(), g.stats.latents_on));
+    r.set("smoke_run", serde_json::json!({"steps": 1, "frames": g.frames.len(), "seconds": seconds, "latents_on": g.stats.latents_on, "finite": finite}));
     if !finite {
         return Err("smoke run produced non-finite values".into());
     }
     let trace = engine.end_unet_profiling().map_err(|e| e.to_string())?;
-    let placement = runtime::profile::read_placement(&trace, g.stats.unet_calls);
-    let _ = std::fs::remove_dir_all(&profile_dir);
-    let placement = placement?;
-    say!("UNet kernels: {}", placement.summary());
+    let placement = runtime::profile::read_placement(&trace, g.stats.unet_runs)?;
+    r.line(format_args!("UNet kernels: {}", placement.summary()));
+    r.set("unet_kernels", &placement.by_provider);
     if engine.provider().is_cuda() {
         let on_cuda = placement.kernels_on("CUDAExecutionProvider");
+        r.set("cuda_verified", on_cuda > 0);
         if on_cuda == 0 {
             return Err(format!("the CUDA provider registered but ran none of the UNet's {} kernels", placement.total()));
         }
-        say!("CUDA verified: {on_cuda} of {} UNet kernels ran on CUDAExecutionProvider", placement.total());
+        r.line(format_args!("CUDA verified: {on_cuda} of {} UNet kernels ran on CUDAExecutionProvider", placement.total()));
     }
-    say!("doctor: all checks passed");
     Ok(())
 }
