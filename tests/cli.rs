@@ -431,3 +431,33 @@ fn letterbox_keeps_proportions_and_crops_the_bars_off() {
     let a = std::fs::read(lb.join("frame_003.png")).unwrap();
     assert_ne!(a, std::fs::read(st.join("frame_003.png")).unwrap(), "stretch is another result");
 }
+
+/// `--count N` fills a gap of N frames the way the plugin reads a clip: frame j at u = j/(N+1). With N = F − 2 = 5
+/// every position lands exactly on a generated frame (u·(F−1) = j); with N = 9 the middle one (j = 5, u = 1/2)
+/// lands on frame 3 and the others blend two neighbours.
+#[test]
+fn count_fills_a_gap_like_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |out: &str, count: &str, sampling: &str| {
+        let o = d.join(out);
+        let r = cli(&["generate", "--models", "models/tiny", "--from", "assets/keyframes/a.png", "--to", "assets/keyframes/b.png",
+            "--steps", "2", "--noise-injection-steps", "0", "--count", count, "--sampling", sampling, "--out", o.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        o
+    };
+    let five = run("five", "5", "blend");
+    for j in 1..=5 {
+        assert_eq!(std::fs::read(five.join(format!("inbetween_{j:03}.png"))).unwrap(), std::fs::read(five.join(format!("frame_{j:03}.png"))).unwrap(), "j = {j}");
+    }
+    assert!(!five.join("inbetween_006.png").exists());
+    let nine = run("nine", "9", "blend");
+    assert_eq!(std::fs::read(nine.join("inbetween_005.png")).unwrap(), std::fs::read(nine.join("frame_003.png")).unwrap());
+    // j = 1: u = 0.1, position 0.6 → 0.4·frame 0 + 0.6·frame 1, neither of them
+    let j1 = std::fs::read(nine.join("inbetween_001.png")).unwrap();
+    assert_ne!(j1, std::fs::read(nine.join("frame_000.png")).unwrap());
+    assert_ne!(j1, std::fs::read(nine.join("frame_001.png")).unwrap());
+    // nearest: position 0.6 rounds to frame 1
+    let near = run("near", "9", "nearest");
+    assert_eq!(std::fs::read(near.join("inbetween_001.png")).unwrap(), std::fs::read(near.join("frame_001.png")).unwrap());
+}

@@ -10,6 +10,7 @@ use svd_inbetween::image::{Fit, ImageF32, crop, fit_into, placement, resize};
 use svd_inbetween::pipeline::manifest::{load_and_verify, sha256_file};
 use svd_inbetween::pipeline::noise::write_npy_f32;
 use svd_inbetween::pipeline::{CancelToken, Engine, Fusion, GenerateParams, LoadOptions, NoiseSource, Progress, SamplerPlacement, Stage};
+use svd_inbetween::plugin::timemap::{FrameSampling, frame_at};
 use svd_inbetween::runtime::{self, DevicePreference};
 
 /// `println!` panics when stdout is a closed pipe (`doctor | head`); a report nobody reads ends quietly instead.
@@ -96,6 +97,13 @@ struct GenerateArgs {
     /// off the results) or stretch.
     #[arg(long, default_value = "letterbox")]
     fit: Fit,
+    /// Also write `inbetween_001.png`… for a gap of N frames between the keyframes (the model always makes its
+    /// F frames; frame j of the gap is read at position j/(N+1), as the plugin does for a clip).
+    #[arg(long, default_value_t = 0)]
+    count: usize,
+    /// How the gap's frames read the generated ones: blend the two nearest, or take the nearest.
+    #[arg(long, default_value = "blend")]
+    sampling: FrameSampling,
     #[arg(long = "save-noise", conflicts_with = "load_noise")]
     save_noise: Option<PathBuf>,
     #[arg(long = "load-noise")]
@@ -217,11 +225,14 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
     }
     let total_seconds = t0.elapsed().as_secs_f64();
     std::fs::create_dir_all(&a.out).map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
+    // PNGs at keyframe A's size (letterbox bars cropped off); frames.npy keeps the model's raw output.
+    let region = placement(size.0, size.1, m.width, m.height, a.fit);
+    let write = |img: &ImageF32, name: String| resize(&crop(img, region), size.0, size.1).write_png(&a.out.join(name)).map_err(|e| e.to_string());
     for (i, f) in generation.frames.iter().enumerate() {
-        // PNGs at keyframe A's size (letterbox bars cropped off); frames.npy keeps the model's raw output.
-        let region = placement(size.0, size.1, m.width, m.height, a.fit);
-        let png = resize(&crop(f, region), size.0, size.1);
-        png.write_png(&a.out.join(format!("frame_{i:03}.png"))).map_err(|e| e.to_string())?;
+        write(f, format!("frame_{i:03}.png"))?;
+    }
+    for j in 1..=a.count {
+        write(&frame_at(&generation.frames, j as f64 / (a.count + 1) as f64, a.sampling), format!("inbetween_{j:03}.png"))?;
     }
     write_npy_f32(&a.out.join("latents.npy"), &generation.latent_shape, &generation.latents).map_err(|e| e.to_string())?;
     let frames: Vec<f32> = generation.frames.iter().flat_map(|f| f.data.iter().copied()).collect();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use once_cell::sync::Lazy;
 
 use super::params::{Transfer, Values};
-use super::timemap::generated_frames_for;
+use super::timemap::frame_at;
 use super::{Frame, PResult, PluginError};
 use crate::cache::{CacheError, CacheKey, FrameCache, Frames, KeyInput};
 use crate::image::{Fit, ImageF32, crop, fit_into, placement, resize};
@@ -136,12 +136,7 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
         return Err(PluginError::User(format!("cache entry has {} frames, the models make {frames_n}; clear the cache folder", generated.frames.len())));
     }
     // The output time's generated frame (blend of the two nearest), back at the clip's size.
-    let [(i0, w0), (i1, w1)] = generated_frames_for(u, frames_n, v.sampling);
-    let (g0, g1) = (&generated.frames[i0], &generated.frames[i1]);
-    let mut mixed = ImageF32::new(mw, mh, 3);
-    for (k, d) in mixed.data.iter_mut().enumerate() {
-        *d = w0 * g0.data[k] + w1 * g1.data[k];
-    }
+    let mixed = frame_at(&generated.frames, u, v.sampling);
     let bounds: RectI = fa.bounds;
     // The picture's part of the model frame (all of it unless letterboxed), back at the clip's size.
     let region = placement(bounds.width(), bounds.height(), mw, mh, v.fit);

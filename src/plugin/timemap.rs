@@ -18,6 +18,17 @@ pub enum FrameSampling {
     Nearest,
 }
 
+impl std::str::FromStr for FrameSampling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "blend" => Ok(Self::Blend),
+            "nearest" => Ok(Self::Nearest),
+            o => Err(format!("unknown sampling '{o}' (expected blend or nearest)")),
+        }
+    }
+}
+
 /// The generated frames (indices and weights, summing to 1) that output position `u` ∈ (0,1) reads.
 pub fn generated_frames_for(u: f64, frames: usize, sampling: FrameSampling) -> [(usize, f32); 2] {
     let pos = (u.clamp(0.0, 1.0) * (frames - 1) as f64).max(0.0);
@@ -33,6 +44,17 @@ pub fn generated_frames_for(u: f64, frames: usize, sampling: FrameSampling) -> [
             [(i0, 1.0 - w1), (i1, w1)]
         }
     }
+}
+
+/// The picture at output position `u` ∈ (0,1) from the generated frames (all the same size).
+pub fn frame_at(generated: &[crate::image::ImageF32], u: f64, sampling: FrameSampling) -> crate::image::ImageF32 {
+    let [(i0, w0), (i1, w1)] = generated_frames_for(u, generated.len(), sampling);
+    let (g0, g1) = (&generated[i0], &generated[i1]);
+    let mut mixed = g0.clone();
+    for (k, d) in mixed.data.iter_mut().enumerate() {
+        *d = w0 * g0.data[k] + w1 * g1.data[k];
+    }
+    mixed
 }
 
 #[cfg(test)]
