@@ -71,7 +71,8 @@ impl ImageF32 {
         Ok(out)
     }
 
-    /// Reads a PNG (8 or 16 bit, any colour type) as RGB or RGBA in [0, 1].
+    /// Reads a PNG (8 or 16 bit, any colour type) as RGB or RGBA in [0, 1], or an OpenEXR file as its float
+    /// values (scene-linear by convention: see `is_linear_file`).
     pub fn read_png(path: &Path) -> Result<Self, ImageError> {
         let dynimg = image::open(path).map_err(|source| ImageError::Read { path: path.display().to_string(), source })?;
         let has_alpha = dynimg.color().has_alpha();
@@ -98,6 +99,35 @@ impl ImageF32 {
         image::save_buffer(path, &bytes, self.width as u32, self.height as u32, color)
             .map_err(|source| ImageError::Write { path: path.display().to_string(), source })
     }
+}
+
+impl ImageF32 {
+    /// Writes a 32-bit float OpenEXR file (RGB or RGBA), values as they are.
+    pub fn write_exr(&self, path: &Path) -> Result<(), ImageError> {
+        let err = |source| ImageError::Write { path: path.display().to_string(), source };
+        let (w, h) = (self.width as u32, self.height as u32);
+        let img = match self.channels {
+            3 => image::DynamicImage::ImageRgb32F(image::ImageBuffer::from_raw(w, h, self.data.clone()).expect("length checked")),
+            4 => image::DynamicImage::ImageRgba32F(image::ImageBuffer::from_raw(w, h, self.data.clone()).expect("length checked")),
+            c => return Err(ImageError::Channels(c)),
+        };
+        img.save_with_format(path, image::ImageFormat::OpenExr).map_err(err)
+    }
+}
+
+/// Whether a file holds scene-linear values (OpenEXR) rather than display-referred ones (PNG).
+pub fn is_linear_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("exr"))
+}
+
+/// Linear → sRGB-encoded (the IEC 61966-2-1 curve); negatives map to 0, values above 1 stay above 1.
+pub fn srgb_encode(l: f32) -> f32 {
+    if l <= 0.003_130_8 { l.max(0.0) * 12.92 } else { 1.055 * l.powf(1.0 / 2.4) - 0.055 }
+}
+
+/// sRGB-encoded → linear.
+pub fn srgb_decode(v: f32) -> f32 {
+    if v <= 0.040_45 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
 }
 
 /// [0,1] float → 8-bit code value, round-to-nearest; NaN maps to 0 so a bad pixel can never panic a cast.
@@ -135,6 +165,26 @@ mod tests {
         for (a, b) in img.data.iter().zip(&back.data) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn srgb_round_trip() {
+        for i in 0..=100 {
+            let v = i as f32 / 100.0;
+            assert!((srgb_decode(srgb_encode(v)) - v).abs() < 1e-5, "{v}");
+        }
+        assert!((srgb_encode(0.5) - 0.735_356_6).abs() < 1e-5);
+        assert_eq!(srgb_encode(-0.2), 0.0);
+    }
+
+    #[test]
+    fn exr_round_trip_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = ImageF32::from_vec(3, 2, 3, vec![0.0, 0.25, 1.0, 2.5, -0.125, 1e-4, 0.3, 0.7, 0.9, 4.0, 0.5, 0.01, 0.2, 0.4, 0.6, 0.8, 1.2, 1.4]).unwrap();
+        let p = dir.path().join("x.exr");
+        img.write_exr(&p).unwrap();
+        assert!(is_linear_file(&p) && !is_linear_file(Path::new("x.png")));
+        assert_eq!(ImageF32::read_png(&p).unwrap(), img, "32-bit float EXR keeps every value, HDR and negative ones too");
     }
 
     #[test]

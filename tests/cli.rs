@@ -407,7 +407,7 @@ fn letterbox_keeps_proportions_and_crops_the_bars_off() {
     let lb = run("letterbox", "letterbox");
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(lb.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["fit"], "letterbox");
-    assert_eq!(s["png_size"], serde_json::json!([256, 192]));
+    assert_eq!(s["output_size"], serde_json::json!([256, 192]));
     let (shape, frames) = read_npy(&lb.join("frames.npy"));
     assert_eq!(shape, vec![7, 64, 128, 3]);
     // 256x192 in 128x64: 85x64 at x = 21 (64·256/192 = 85.3)
@@ -460,4 +460,45 @@ fn count_fills_a_gap_like_the_plugin() {
     // nearest: position 0.6 rounds to frame 1
     let near = run("near", "9", "nearest");
     assert_eq!(std::fs::read(near.join("inbetween_001.png")).unwrap(), std::fs::read(near.join("frame_001.png")).unwrap());
+}
+
+/// Scene-linear OpenEXR keyframes are sRGB-encoded for the model and the EXR outputs decoded back: the same
+/// pictures as the PNG route, through the transfer curve, in float.
+#[test]
+fn exr_in_exr_out_is_the_png_route_through_the_transfer_curve() {
+    use svd_inbetween::image::{ImageF32, srgb_decode, srgb_encode};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for k in ["a", "b"] {
+        let mut img = ImageF32::read_png(&root().join(format!("assets/keyframes/{k}.png"))).unwrap();
+        img.data.iter_mut().for_each(|v| *v = srgb_decode(*v));
+        img.write_exr(&d.join(format!("{k}.exr"))).unwrap();
+    }
+    let run = |out: &str, ext: &str, format: &str| {
+        let o = d.join(out);
+        let (fa, fb) = if ext == "png" {
+            (root().join("assets/keyframes/a.png"), root().join("assets/keyframes/b.png"))
+        } else {
+            (d.join("a.exr"), d.join("b.exr"))
+        };
+        let r = cli(&["generate", "--models", "models/tiny", "--from", fa.to_str().unwrap(), "--to", fb.to_str().unwrap(),
+            "--steps", "2", "--noise-injection-steps", "0", "--format", format, "--out", o.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        o
+    };
+    let png = run("png", "png", "png");
+    let exr = run("exr", "exr", "exr");
+    // decode∘encode in f32 moves the keyframes by ~1e-7; the tiny random model amplifies that ~10x at most
+    let (_, f_png) = read_npy(&png.join("frames.npy"));
+    let (_, f_exr) = read_npy(&exr.join("frames.npy"));
+    let d_model = max_abs(&f_png, &f_exr);
+    assert!(d_model <= 1e-4, "model frames differ by {d_model}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(exr.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["format"], "exr");
+    assert!(!exr.join("frame_003.png").exists());
+    let out = ImageF32::read_png(&exr.join("frame_003.exr")).unwrap();
+    let reference = ImageF32::read_png(&png.join("frame_003.png")).unwrap();
+    assert_eq!((out.width, out.height, out.channels), (256, 128, 3));
+    let worst = out.data.iter().zip(&reference.data).map(|(l, p)| (srgb_encode(*l) - p).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 0.5 / 255.0 + 1e-4, "EXR (re-encoded) vs 8-bit PNG: {worst}");
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use svd_inbetween::image::{Fit, ImageF32, crop, fit_into, placement, resize};
+use svd_inbetween::image::{Fit, ImageF32, crop, fit_into, is_linear_file, placement, resize, srgb_decode, srgb_encode};
 use svd_inbetween::pipeline::manifest::{load_and_verify, sha256_file};
 use svd_inbetween::pipeline::noise::write_npy_f32;
 use svd_inbetween::pipeline::{CancelToken, Engine, Fusion, GenerateParams, LoadOptions, NoiseSource, Progress, SamplerPlacement, Stage};
@@ -21,6 +21,12 @@ macro_rules! say {
             std::process::exit(0);
         }
     }};
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum OutputFormat {
+    Png,
+    Exr,
 }
 
 #[derive(Parser)]
@@ -101,6 +107,9 @@ struct GenerateArgs {
     /// F frames; frame j of the gap is read at position j/(N+1), as the plugin does for a clip).
     #[arg(long, default_value_t = 0)]
     count: usize,
+    /// Output files: 8-bit sRGB PNG, or 32-bit float scene-linear OpenEXR (sRGB curve decoded).
+    #[arg(long, default_value = "png")]
+    format: OutputFormat,
     /// How the gap's frames read the generated ones: blend the two nearest, or take the nearest.
     #[arg(long, default_value = "blend")]
     sampling: FrameSampling,
@@ -139,7 +148,12 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
 /// A keyframe fitted to the model size, and its own size.
 fn load_keyframe(path: &Path, w: usize, h: usize, fit: Fit) -> Result<(ImageF32, (usize, usize)), String> {
     let img = ImageF32::read_png(path).map_err(|e| e.to_string())?;
-    let img = img.to_channels(3).map_err(|e| e.to_string())?;
+    let mut img = img.to_channels(3).map_err(|e| e.to_string())?;
+    if is_linear_file(path) {
+        // SVD works on display-referred pictures: encode scene-linear EXR values with the sRGB curve (the
+        // plugin's "Linear" input does the same); the EXR outputs are decoded back.
+        img.data.iter_mut().for_each(|v| *v = srgb_encode(*v));
+    }
     let size = (img.width, img.height);
     if size == (w, h) {
         return Ok((img, size));
@@ -227,12 +241,22 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
     std::fs::create_dir_all(&a.out).map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
     // PNGs at keyframe A's size (letterbox bars cropped off); frames.npy keeps the model's raw output.
     let region = placement(size.0, size.1, m.width, m.height, a.fit);
-    let write = |img: &ImageF32, name: String| resize(&crop(img, region), size.0, size.1).write_png(&a.out.join(name)).map_err(|e| e.to_string());
+    let write = |img: &ImageF32, stem: String| {
+        let mut out = resize(&crop(img, region), size.0, size.1);
+        match a.format {
+            OutputFormat::Png => out.write_png(&a.out.join(format!("{stem}.png"))),
+            OutputFormat::Exr => {
+                out.data.iter_mut().for_each(|v| *v = srgb_decode(v.clamp(0.0, 1.0)));
+                out.write_exr(&a.out.join(format!("{stem}.exr")))
+            }
+        }
+        .map_err(|e| e.to_string())
+    };
     for (i, f) in generation.frames.iter().enumerate() {
-        write(f, format!("frame_{i:03}.png"))?;
+        write(f, format!("frame_{i:03}"))?;
     }
     for j in 1..=a.count {
-        write(&frame_at(&generation.frames, j as f64 / (a.count + 1) as f64, a.sampling), format!("inbetween_{j:03}.png"))?;
+        write(&frame_at(&generation.frames, j as f64 / (a.count + 1) as f64, a.sampling), format!("inbetween_{j:03}"))?;
     }
     write_npy_f32(&a.out.join("latents.npy"), &generation.latent_shape, &generation.latents).map_err(|e| e.to_string())?;
     let frames: Vec<f32> = generation.frames.iter().flat_map(|f| f.data.iter().copied()).collect();
@@ -248,7 +272,8 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         "unet_runs": generation.stats.unet_runs,
         "latents_on": generation.stats.latents_on,
         "fit": a.fit,
-        "png_size": [size.0, size.1],
+        "output_size": [size.0, size.1],
+        "format": format!("{:?}", a.format).to_lowercase(),
         "unet_runs_per_step": engine.unet_runs_per_prediction(),
         "seconds": {"load": load_seconds, "encode": generation.stats.encode_seconds, "denoise": generation.stats.denoise_seconds,
                     "decode": generation.stats.decode_seconds, "total_generate": total_seconds},

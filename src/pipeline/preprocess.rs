@@ -12,7 +12,8 @@ pub fn to_planar_pm1(img: &ImageF32) -> Vec<f32> {
         for x in 0..w {
             let px = &img.data[(y * w + x) * c..];
             for ch in 0..3 {
-                out[ch * h * w + y * w + x] = px[ch] * 2.0 - 1.0;
+                // SVD knows [−1, 1]; out-of-range input (HDR, negative) is clipped rather than extrapolated.
+                out[ch * h * w + y * w + x] = px[ch].clamp(0.0, 1.0) * 2.0 - 1.0;
             }
         }
     }

@@ -10,7 +10,7 @@ use super::params::{Transfer, Values};
 use super::timemap::frame_at;
 use super::{Frame, PResult, PluginError};
 use crate::cache::{CacheError, CacheKey, FrameCache, Frames, KeyInput};
-use crate::image::{Fit, ImageF32, crop, fit_into, placement, resize};
+use crate::image::{Fit, ImageF32, crop, fit_into, placement, resize, srgb_decode, srgb_encode};
 use crate::ofx::strings as s;
 use crate::ofx::{Effect, RectI};
 use crate::pipeline::{CancelToken, Engine, LoadOptions, NoiseSource, PipelineError};
@@ -68,14 +68,6 @@ fn engine(dir: &Path, device: DevicePreference, low_memory: bool) -> PResult<Arc
     log::info!("models {} loaded on {} ({} UNet run(s) per step)", dir.display(), e.provider(), e.unet_runs_per_prediction());
     engines.insert(key, Arc::clone(&e));
     Ok(e)
-}
-
-fn srgb_encode(l: f32) -> f32 {
-    if l <= 0.003_130_8 { l * 12.92 } else { 1.055 * l.max(0.0).powf(1.0 / 2.4) - 0.055 }
-}
-
-fn srgb_decode(v: f32) -> f32 {
-    if v <= 0.040_45 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
 }
 
 /// A keyframe as the model wants it: RGB, display-referred, fitted to the model's size.
@@ -154,18 +146,4 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
         }
     }
     Ok(Frame { image: rgba, bounds })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn srgb_round_trip() {
-        for i in 0..=100 {
-            let v = i as f32 / 100.0;
-            assert!((srgb_decode(srgb_encode(v)) - v).abs() < 1e-5, "{v}");
-        }
-        assert!((srgb_encode(0.5) - 0.735_356_6).abs() < 1e-5);
-    }
 }
