@@ -167,9 +167,9 @@ impl Engine {
         let unet_options = SessionOptions { profile_prefix: o.profile_unet.clone() };
         let unet_path = package.model_path("unet");
         let (unet, provider) = runtime::create_session_from(env, &SessionSource::File(&unet_path), o.device, &unet_options)?;
-        // The UNet decides where the work happens. The encoders and the decoder follow it with the user's preference (Auto lets one of them fall back to
-        // the CPU, which only costs copies); the sampler graphs must be on exactly its provider, since they work
-        // on its buffers, and when they cannot be the host loop runs instead.
+        // The UNet decides where the work happens. The encoders and the decoder follow it with the user's
+        // preference (Auto lets one of them fall back to the CPU, which only costs copies); the sampler graphs must
+        // be on exactly its provider, since they work on its buffers, and when they cannot the host loop runs.
         let (small, graphs) = if provider.is_cuda() { (o.device, DevicePreference::Cuda) } else { (DevicePreference::Cpu, DevicePreference::Cpu) };
         let open_small = |role: &str| runtime::create_session(env, &package.model_path(role), small).map(|(s, _)| Mutex::new(s));
         let dims = Dims { frames: package.manifest.num_frames, h: package.manifest.height / 8, w: package.manifest.width / 8 };
