@@ -231,7 +231,7 @@ pub fn resize(img: &ImageF32, width: usize, height: usize) -> ImageF32 {
 }
 
 /// How a keyframe of another aspect ratio is fitted to the model's fixed size.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
     /// Scale to fit inside, keep proportions, black bars on the rest; the bars are cropped off the results.
@@ -239,17 +239,6 @@ pub enum Fit {
     Letterbox,
     /// Scale each axis independently (distorts when the aspects differ).
     Stretch,
-}
-
-impl std::str::FromStr for Fit {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "letterbox" => Ok(Self::Letterbox),
-            "stretch" => Ok(Self::Stretch),
-            o => Err(format!("unknown fit '{o}' (expected letterbox or stretch)")),
-        }
-    }
 }
 
 /// Where a fitted source image lies inside the model frame.

@@ -22,7 +22,7 @@ use super::PipelineError;
 use super::engine::Calls;
 
 /// Where the latents live between UNet calls.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SamplerPlacement {
     /// On the device when the UNet runs on CUDA, on the host otherwise (where "device" memory is host memory and
@@ -31,18 +31,6 @@ pub enum SamplerPlacement {
     Auto,
     Host,
     Device,
-}
-
-impl std::str::FromStr for SamplerPlacement {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "host" => Ok(Self::Host),
-            "device" => Ok(Self::Device),
-            o => Err(format!("unknown sampler placement '{o}' (expected auto, host or device)")),
-        }
-    }
 }
 
 /// Latent geometry: latents are (1, F, 4, h, w), the fused UNet batch is 4 rows of them.

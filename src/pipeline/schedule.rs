@@ -59,24 +59,13 @@ pub fn linspace(a: f32, b: f32, n: usize) -> Vec<f32> {
 }
 
 /// How the forward and reverse predictions are combined (DESIGN §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Fusion {
     /// The authors' default: both directions get the symmetric guidance ((ramp + flip(ramp))/2), weights 0.5/0.5.
     Average,
     /// Both directions get SVD's ramp in their own frame order; output frame i weighs forward by 1 − i/(F−1).
     Linear,
-}
-
-impl std::str::FromStr for Fusion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "average" => Ok(Self::Average),
-            "linear" => Ok(Self::Linear),
-            o => Err(format!("unknown fusion '{o}' (expected average or linear)")),
-        }
-    }
 }
 
 /// Per-frame guidance for the forward path, the reverse path (in its own, flipped, frame order) and the forward

@@ -10,23 +10,12 @@ pub fn interval_position(t: f64, a: f64, b: f64) -> Option<f64> {
 }
 
 /// How an output time between keyframes reads the F generated frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FrameSampling {
     /// Blend the two generated frames around u·(F−1) (smooth when the clip has more frames than the model).
     Blend,
     /// The nearest generated frame (no blending; jumps when the clip has more frames than the model).
     Nearest,
-}
-
-impl std::str::FromStr for FrameSampling {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "blend" => Ok(Self::Blend),
-            "nearest" => Ok(Self::Nearest),
-            o => Err(format!("unknown sampling '{o}' (expected blend or nearest)")),
-        }
-    }
 }
 
 /// The generated frames (indices and weights, summing to 1) that output position `u` ∈ (0,1) reads.

@@ -34,24 +34,13 @@ pub enum RuntimeError {
 }
 
 /// Which execution provider the user allows. `Auto` tries CUDA and falls back to the CPU, saying why.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum DevicePreference {
     #[default]
     Auto,
+    #[value(alias = "gpu")]
     Cuda,
     Cpu,
-}
-
-impl std::str::FromStr for DevicePreference {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "cuda" | "gpu" => Ok(Self::Cuda),
-            "cpu" => Ok(Self::Cpu),
-            other => Err(format!("unknown device '{other}' (expected auto, cuda or cpu)")),
-        }
-    }
 }
 
 /// The provider a session really runs on, and why it is not CUDA when it is not.
