@@ -43,14 +43,25 @@ impl ImageF32 {
 
     #[inline]
     pub fn pixel(&self, x: usize, y: usize) -> &[f32] {
-        let i = (y * self.width + x) * self.channels;
-        &self.data[i..i + self.channels]
+        self.pixel_row(y, x, 1)
     }
 
     #[inline]
     pub fn pixel_mut(&mut self, x: usize, y: usize) -> &mut [f32] {
-        let i = (y * self.width + x) * self.channels;
-        &mut self.data[i..i + self.channels]
+        self.pixel_row_mut(y, x, 1)
+    }
+
+    /// `n` pixels of row `y` from column `x`.
+    #[inline]
+    fn pixel_row(&self, y: usize, x: usize, n: usize) -> &[f32] {
+        let start = (y * self.width + x) * self.channels;
+        &self.data[start..start + n * self.channels]
+    }
+
+    #[inline]
+    fn pixel_row_mut(&mut self, y: usize, x: usize, n: usize) -> &mut [f32] {
+        let start = (y * self.width + x) * self.channels;
+        &mut self.data[start..start + n * self.channels]
     }
 
     /// Drops or adds an alpha channel (added alpha is opaque).
@@ -99,9 +110,7 @@ impl ImageF32 {
         image::save_buffer(path, &bytes, self.width as u32, self.height as u32, color)
             .map_err(|source| ImageError::Write { path: path.display().to_string(), source })
     }
-}
 
-impl ImageF32 {
     /// Writes a 32-bit float OpenEXR file (RGB or RGBA), values as they are.
     pub fn write_exr(&self, path: &Path) -> Result<(), ImageError> {
         let err = |source| ImageError::Write { path: path.display().to_string(), source };
@@ -286,18 +295,6 @@ pub fn crop(img: &ImageF32, p: Placement) -> ImageF32 {
         out.pixel_row_mut(y, 0, p.width).copy_from_slice(img.pixel_row(p.y + y, p.x, p.width));
     }
     out
-}
-
-impl ImageF32 {
-    fn pixel_row(&self, y: usize, x: usize, n: usize) -> &[f32] {
-        let start = (y * self.width + x) * self.channels;
-        &self.data[start..start + n * self.channels]
-    }
-
-    fn pixel_row_mut(&mut self, y: usize, x: usize, n: usize) -> &mut [f32] {
-        let start = (y * self.width + x) * self.channels;
-        &mut self.data[start..start + n * self.channels]
-    }
 }
 
 #[cfg(test)]

@@ -337,8 +337,9 @@ fn doctor_checks(r: &mut Report, models: Option<&Path>, device: DevicePreference
     r.line(format_args!("loaded: {}", info.library.display()));
     r.line(format_args!("version: {}", info.version));
     r.set("onnxruntime", info);
-    r.line(format_args!("CUDA provider compiled in: {}", runtime::cuda_compiled_in()));
-    r.set("cuda_compiled_in", runtime::cuda_compiled_in());
+    let cuda = runtime::cuda_compiled_in();
+    r.line(format_args!("CUDA provider compiled in: {cuda}"));
+    r.set("cuda_compiled_in", cuda);
     let providers = runtime::available_providers()?;
     r.line(format_args!("providers in this build: {}", providers.join(", ")));
     r.set("providers_in_build", &providers);

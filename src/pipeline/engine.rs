@@ -14,7 +14,7 @@ use super::device::{DeviceLoop, Dims, GroupConstants, LoopConstants, SamplerPlac
 use super::manifest::{VerifiedManifest, load_and_verify};
 use super::noise::{NoiseSource, NoiseStream};
 use super::preprocess::{clip_pixels, to_planar_pm1};
-use super::schedule::{euler_v_step, input_divisor, guidance_and_weights, init_noise_sigma, karras_sigmas, reinjection_std, timestep};
+use super::schedule::{euler_v_coefficients, euler_v_step, input_divisor, guidance_and_weights, init_noise_sigma, karras_sigmas, reinjection_std, timestep};
 use super::device::DEVICE_LOOP_STAGE;
 use super::{GenerateParams, PipelineError};
 use crate::image::ImageF32;
@@ -331,7 +331,7 @@ impl Engine {
         // 3. denoise: for each (σ, σ_next): fused step; in the first ⌊ratio·steps⌋ steps, re-inject and redo it
         let t0 = Instant::now();
         let mut calls = Calls { runs: 0, total, predictions: 0, progress: &mut *progress, cancel };
-        let schedule = Schedule { sigmas: &sigmas, g_fwd: &g_fwd, g_rev: &g_rev, w_fwd: &w_fwd, init_sigma, steps: p.steps as usize, n_inject: (p.steps as f64 * p.noise_injection_ratio as f64).floor() as usize, rounds: p.noise_injection_steps as usize };
+        let schedule = Schedule { sigmas: &sigmas, g_fwd: &g_fwd, g_rev: &g_rev, w_fwd: &w_fwd, init_sigma, steps: p.steps as usize, n_inject: p.injected_steps(), rounds: p.noise_injection_steps as usize };
         let z = if on_device {
             let (z, device) = self.denoise_on_device(&schedule, &cond, &mut rng, &mut calls, opts)?;
             stats.latents_on = format!("device ({device})");
@@ -418,8 +418,8 @@ impl Engine {
         lp.inject(&mut sessions.inject, rng.draw("init_latents", &shape)?, sch.init_sigma, true, opts)?;
         for i in 0..sch.steps {
             let (sigma, sigma_next) = (sch.sigmas[i], sch.sigmas[i + 1]);
-            let s2 = sigma * sigma + 1.0;
-            let euler = [-sigma / s2.sqrt(), s2, sigma, sigma_next - sigma];
+            let (c_out, s2, dt) = euler_v_coefficients(sigma, sigma_next);
+            let euler = [c_out, s2, sigma, dt];
             let rounds = if i < sch.n_inject { sch.rounds } else { 0 };
             for j in 0..=rounds {
                 if j > 0 {

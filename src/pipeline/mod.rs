@@ -96,8 +96,12 @@ impl GenerateParams {
 
     /// UNet calls one generation makes: one fused call per Euler step, plus one per re-injection round.
     pub fn unet_calls(&self) -> usize {
-        let injected = (self.steps as f64 * self.noise_injection_ratio as f64).floor() as usize;
-        self.steps as usize + injected.min(self.steps as usize) * self.noise_injection_steps as usize
+        self.steps as usize + self.injected_steps() * self.noise_injection_steps as usize
+    }
+
+    /// The first ⌊ratio·steps⌋ steps get noise re-injection rounds.
+    pub fn injected_steps(&self) -> usize {
+        ((self.steps as f64 * self.noise_injection_ratio as f64).floor() as usize).min(self.steps as usize)
     }
 }
 

@@ -31,12 +31,17 @@ pub fn init_noise_sigma(sigma_max: f32) -> f32 {
     (sigma_max * sigma_max + 1.0).sqrt()
 }
 
+/// The Euler step's scalars (c_out = −σ/√(σ²+1), σ²+1, Δσ), computed once here for both the host loop and the
+/// on-device graphs, so the two use the very same f32 values.
+pub fn euler_v_coefficients(sigma: f32, sigma_next: f32) -> (f32, f32, f32) {
+    let s2 = sigma * sigma + 1.0;
+    (-sigma / s2.sqrt(), s2, sigma_next - sigma)
+}
+
 /// One Euler step with a v-prediction: x0 = −σ/√(σ²+1)·v + x/(σ²+1); x ← x + (x − x0)/σ · (σ_next − σ).
 /// Written element-wise in the same operation order as the reference so fp32 rounding matches closely.
 pub fn euler_v_step(x: &mut [f32], v: &[f32], sigma: f32, sigma_next: f32) {
-    let s2 = sigma * sigma + 1.0;
-    let c_out = -sigma / s2.sqrt();
-    let dt = sigma_next - sigma;
+    let (c_out, s2, dt) = euler_v_coefficients(sigma, sigma_next);
     for (xi, &vi) in x.iter_mut().zip(v) {
         let x0 = c_out * vi + *xi / s2;
         *xi += (*xi - x0) / sigma * dt;
