@@ -6,10 +6,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use svd_inbetween::image::{Fit, ImageF32, crop, fit_into, is_linear_file, placement, resize, srgb_decode, srgb_encode};
+use svd_inbetween::image::{
+    Fit, ImageF32, crop, fit_into, is_linear_file, placement, resize, srgb_decode, srgb_encode,
+};
 use svd_inbetween::pipeline::manifest::{load_and_verify, sha256_file};
 use svd_inbetween::pipeline::noise::write_npy_f32;
-use svd_inbetween::pipeline::{CancelToken, Engine, Fusion, GenerateParams, LoadOptions, NoiseSource, Progress, SamplerPlacement, Stage};
+use svd_inbetween::pipeline::{
+    CancelToken, Engine, Fusion, GenerateParams, LoadOptions, NoiseSource, Progress,
+    SamplerPlacement, Stage,
+};
 use svd_inbetween::plugin::timemap::{FrameSampling, frame_at};
 use svd_inbetween::runtime::{self, DevicePreference};
 
@@ -30,7 +35,11 @@ enum OutputFormat {
 }
 
 #[derive(Parser)]
-#[command(name = "svd-inbetween", version, about = "Generative in-betweening with Stable Video Diffusion on ONNX Runtime")]
+#[command(
+    name = "svd-inbetween",
+    version,
+    about = "Generative in-betweening with Stable Video Diffusion on ONNX Runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,7 +133,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => generate(a),
-        Command::Doctor { models, device, sampler, json } => doctor(models.as_deref(), device, sampler, json),
+        Command::Doctor {
+            models,
+            device,
+            sampler,
+            json,
+        } => doctor(models.as_deref(), device, sampler, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,9 +150,17 @@ fn main() -> ExitCode {
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("size '{s}' is not WxH"))?;
-    let w: usize = w.trim().parse().map_err(|_| format!("size '{s}' is not WxH"))?;
-    let h: usize = h.trim().parse().map_err(|_| format!("size '{s}' is not WxH"))?;
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("size '{s}' is not WxH"))?;
+    let w: usize = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("size '{s}' is not WxH"))?;
+    let h: usize = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("size '{s}' is not WxH"))?;
     if w == 0 || h == 0 || w % 64 != 0 || h % 64 != 0 {
         return Err(format!("size {w}x{h} is not a multiple of 64"));
     }
@@ -146,7 +168,12 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
 }
 
 /// A keyframe fitted to the model size, and its own size.
-fn load_keyframe(path: &Path, w: usize, h: usize, fit: Fit) -> Result<(ImageF32, (usize, usize)), String> {
+fn load_keyframe(
+    path: &Path,
+    w: usize,
+    h: usize,
+    fit: Fit,
+) -> Result<(ImageF32, (usize, usize)), String> {
     let img = ImageF32::read_png(path).map_err(|e| e.to_string())?;
     let mut img = img.to_channels(3).map_err(|e| e.to_string())?;
     if is_linear_file(path) {
@@ -162,7 +189,12 @@ fn load_keyframe(path: &Path, w: usize, h: usize, fit: Fit) -> Result<(ImageF32,
         Fit::Letterbox => "keeping its proportions",
         Fit::Stretch => "stretched",
     };
-    eprintln!("note: fitting {} ({}x{}) to the model size {w}x{h}, {how} (Catmull-Rom)", path.display(), img.width, img.height);
+    eprintln!(
+        "note: fitting {} ({}x{}) to the model size {w}x{h}, {how} (Catmull-Rom)",
+        path.display(),
+        img.width,
+        img.height
+    );
     Ok((fit_into(&img, w, h, fit).0, size))
 }
 
@@ -187,13 +219,24 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         ImageF32::read_png(p).map_err(|e| e.to_string())?;
     }
     let t_load = Instant::now();
-    let engine = Engine::load_with(&a.models, &LoadOptions { device: a.device, sampler: a.sampler, low_memory: a.low_memory, ..Default::default() })
-        .map_err(|e| e.to_string())?;
+    let engine = Engine::load_with(
+        &a.models,
+        &LoadOptions {
+            device: a.device,
+            sampler: a.sampler,
+            low_memory: a.low_memory,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let m = engine.manifest();
     if let Some((w, h)) = requested {
         if (w, h) != (m.width, m.height) {
-            return Err(format!("size {w}x{h} differs from the model package's {}x{} (export a package at that size)", m.width, m.height));
+            return Err(format!(
+                "size {w}x{h} differs from the model package's {}x{} (export a package at that size)",
+                m.width, m.height
+            ));
         }
     }
     let (from, size) = load_keyframe(&a.from, m.width, m.height, a.fit)?;
@@ -204,8 +247,15 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         None => NoiseSource::Seeded(a.seed),
     };
     let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new((params.unet_calls() * engine.unet_runs_per_prediction()) as u64 + 2);
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg:8} [{bar:40}] {pos}/{len} UNet runs, eta {eta}").unwrap());
+        let b = indicatif::ProgressBar::new(
+            (params.unet_calls() * engine.unet_runs_per_prediction()) as u64 + 2,
+        );
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg:8} [{bar:40}] {pos}/{len} UNet runs, eta {eta}",
+            )
+            .unwrap(),
+        );
         Some(b)
     } else {
         None
@@ -224,7 +274,10 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         } else {
             let pct = (p.fraction() * 100.0) as i64;
             if pct / 10 != last_pct / 10 {
-                eprintln!("{msg}: {}/{} UNet runs ({pct}%)", p.unet_calls_done, p.unet_calls_total);
+                eprintln!(
+                    "{msg}: {}/{} UNet runs ({pct}%)",
+                    p.unet_calls_done, p.unet_calls_total
+                );
                 last_pct = pct;
             }
         }
@@ -232,13 +285,22 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
     let cancel = CancelToken::new();
     let t0 = Instant::now();
     let generation = engine
-        .generate(&from, &to, &params, &noise, a.save_noise.as_deref(), &mut on_progress, &cancel)
+        .generate(
+            &from,
+            &to,
+            &params,
+            &noise,
+            a.save_noise.as_deref(),
+            &mut on_progress,
+            &cancel,
+        )
         .map_err(|e| e.to_string())?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let total_seconds = t0.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
     // PNGs at keyframe A's size (letterbox bars cropped off); frames.npy keeps the model's raw output.
     let region = placement(size.0, size.1, m.width, m.height, a.fit);
     let write = |img: &ImageF32, stem: String| {
@@ -246,7 +308,9 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         match a.format {
             OutputFormat::Png => out.write_png(&a.out.join(format!("{stem}.png"))),
             OutputFormat::Exr => {
-                out.data.iter_mut().for_each(|v| *v = srgb_decode(v.clamp(0.0, 1.0)));
+                out.data
+                    .iter_mut()
+                    .for_each(|v| *v = srgb_decode(v.clamp(0.0, 1.0)));
                 out.write_exr(&a.out.join(format!("{stem}.exr")))
             }
         }
@@ -256,11 +320,32 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         write(f, format!("frame_{i:03}"))?;
     }
     for j in 1..=a.count {
-        write(&frame_at(&generation.frames, j as f64 / (a.count + 1) as f64, a.sampling), format!("inbetween_{j:03}"))?;
+        write(
+            &frame_at(
+                &generation.frames,
+                j as f64 / (a.count + 1) as f64,
+                a.sampling,
+            ),
+            format!("inbetween_{j:03}"),
+        )?;
     }
-    write_npy_f32(&a.out.join("latents.npy"), &generation.latent_shape, &generation.latents).map_err(|e| e.to_string())?;
-    let frames: Vec<f32> = generation.frames.iter().flat_map(|f| f.data.iter().copied()).collect();
-    write_npy_f32(&a.out.join("frames.npy"), &[generation.frames.len(), m.height, m.width, 3], &frames).map_err(|e| e.to_string())?;
+    write_npy_f32(
+        &a.out.join("latents.npy"),
+        &generation.latent_shape,
+        &generation.latents,
+    )
+    .map_err(|e| e.to_string())?;
+    let frames: Vec<f32> = generation
+        .frames
+        .iter()
+        .flat_map(|f| f.data.iter().copied())
+        .collect();
+    write_npy_f32(
+        &a.out.join("frames.npy"),
+        &[generation.frames.len(), m.height, m.width, 3],
+        &frames,
+    )
+    .map_err(|e| e.to_string())?;
     let summary = serde_json::json!({
         "provider": engine.provider(),
         "onnxruntime": engine.runtime(),
@@ -279,9 +364,18 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
                     "decode": generation.stats.decode_seconds, "total_generate": total_seconds},
         "peak_rss_bytes": peak_rss_bytes(),
     });
-    std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap() + "\n")
-        .map_err(|e| format!("cannot write summary.json: {e}"))?;
-    eprintln!("wrote {} frames to {} in {:.1} s ({} UNet calls)", generation.frames.len(), a.out.display(), total_seconds, generation.stats.unet_calls);
+    std::fs::write(
+        a.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary).unwrap() + "\n",
+    )
+    .map_err(|e| format!("cannot write summary.json: {e}"))?;
+    eprintln!(
+        "wrote {} frames to {} in {:.1} s ({} UNet calls)",
+        generation.frames.len(),
+        a.out.display(),
+        total_seconds,
+        generation.stats.unet_calls
+    );
     Ok(())
 }
 
@@ -307,12 +401,23 @@ impl Report {
     }
 
     fn set(&mut self, key: &str, value: impl serde::Serialize) {
-        self.fields.insert(key.into(), serde_json::to_value(value).unwrap_or(serde_json::Value::Null));
+        self.fields.insert(
+            key.into(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
     }
 }
 
-fn doctor(models: Option<&Path>, device: DevicePreference, sampler: SamplerPlacement, json: bool) -> Result<(), String> {
-    let mut r = Report { json, fields: serde_json::Map::new() };
+fn doctor(
+    models: Option<&Path>,
+    device: DevicePreference,
+    sampler: SamplerPlacement,
+    json: bool,
+) -> Result<(), String> {
+    let mut r = Report {
+        json,
+        fields: serde_json::Map::new(),
+    };
     let result = doctor_checks(&mut r, models, device, sampler);
     if json {
         r.set("ok", result.is_ok());
@@ -326,11 +431,23 @@ fn doctor(models: Option<&Path>, device: DevicePreference, sampler: SamplerPlace
     result
 }
 
-fn doctor_checks(r: &mut Report, models: Option<&Path>, device: DevicePreference, sampler: SamplerPlacement) -> Result<(), String> {
-    r.line(format_args!("ONNX Runtime candidates (first that loads wins):"));
+fn doctor_checks(
+    r: &mut Report,
+    models: Option<&Path>,
+    device: DevicePreference,
+    sampler: SamplerPlacement,
+) -> Result<(), String> {
+    r.line(format_args!(
+        "ONNX Runtime candidates (first that loads wins):"
+    ));
     let candidates = runtime::candidate_libraries(None);
     for c in &candidates {
-        r.line(format_args!("  {} [{}]{}", c.path.display(), c.origin, if c.path.exists() { "" } else { " (missing)" }));
+        r.line(format_args!(
+            "  {} [{}]{}",
+            c.path.display(),
+            c.origin,
+            if c.path.exists() { "" } else { " (missing)" }
+        ));
     }
     r.set("onnxruntime_candidates", candidates.iter().map(|c| serde_json::json!({"path": c.path, "origin": c.origin, "exists": c.path.exists()})).collect::<Vec<_>>());
     let (_, info) = runtime::environment(None).map_err(|e| e.to_string())?;
@@ -341,13 +458,26 @@ fn doctor_checks(r: &mut Report, models: Option<&Path>, device: DevicePreference
     r.line(format_args!("CUDA provider compiled in: {cuda}"));
     r.set("cuda_compiled_in", cuda);
     let providers = runtime::available_providers()?;
-    r.line(format_args!("providers in this build: {}", providers.join(", ")));
+    r.line(format_args!(
+        "providers in this build: {}",
+        providers.join(", ")
+    ));
     r.set("providers_in_build", &providers);
-    let gpu = match std::process::Command::new("nvidia-smi").args(["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]).output() {
+    let gpu = match std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,memory.total,driver_version",
+            "--format=csv,noheader",
+        ])
+        .output()
+    {
         Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().to_string()),
         _ => None,
     };
-    r.line(format_args!("GPU: {}", gpu.as_deref().unwrap_or("none found (nvidia-smi unavailable)")));
+    r.line(format_args!(
+        "GPU: {}",
+        gpu.as_deref()
+            .unwrap_or("none found (nvidia-smi unavailable)")
+    ));
     r.set("gpu", &gpu);
     let Some(dir) = models else {
         r.line(format_args!("models: not checked (pass --models DIR)"));
@@ -356,33 +486,74 @@ fn doctor_checks(r: &mut Report, models: Option<&Path>, device: DevicePreference
     let pkg = load_and_verify(dir).map_err(|e| e.to_string())?;
     for (name, f) in &pkg.manifest.files {
         let got = sha256_file(&dir.join(name)).map_err(|e| e.to_string())?;
-        r.line(format_args!("  {name}: {} bytes, sha256 ok ({}…)", f.bytes, &got[..12]));
+        r.line(format_args!(
+            "  {name}: {} bytes, sha256 ok ({}…)",
+            f.bytes,
+            &got[..12]
+        ));
     }
     let m = &pkg.manifest;
-    r.line(format_args!("models: {} ({}x{}, {} frames, {}) verified", m.name, m.width, m.height, m.num_frames, m.dtype));
+    r.line(format_args!(
+        "models: {} ({}x{}, {} frames, {}) verified",
+        m.name, m.width, m.height, m.num_frames, m.dtype
+    ));
     r.set("models", serde_json::json!({"dir": dir, "name": m.name, "width": m.width, "height": m.height, "frames": m.num_frames,
         "dtype": m.dtype, "unet_batch": m.unet_batch, "sha256_verified": true}));
     // The UNet is profiled for the smoke run: the trace says which provider ran each kernel.
-    let profile_dir = std::env::temp_dir().join(format!("svd-inbetween-doctor-{}", std::process::id()));
-    std::fs::create_dir_all(&profile_dir).map_err(|e| format!("cannot create {}: {e}", profile_dir.display()))?;
+    let profile_dir =
+        std::env::temp_dir().join(format!("svd-inbetween-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&profile_dir)
+        .map_err(|e| format!("cannot create {}: {e}", profile_dir.display()))?;
     let smoke = smoke_run(r, dir, device, sampler, &profile_dir);
     let _ = std::fs::remove_dir_all(&profile_dir);
     smoke
 }
 
-fn smoke_run(r: &mut Report, dir: &Path, device: DevicePreference, sampler: SamplerPlacement, profile_dir: &Path) -> Result<(), String> {
-    let options = LoadOptions { device, sampler, profile_unet: Some(profile_dir.join("unet")), ..Default::default() };
+fn smoke_run(
+    r: &mut Report,
+    dir: &Path,
+    device: DevicePreference,
+    sampler: SamplerPlacement,
+    profile_dir: &Path,
+) -> Result<(), String> {
+    let options = LoadOptions {
+        device,
+        sampler,
+        profile_unet: Some(profile_dir.join("unet")),
+        ..Default::default()
+    };
     let engine = Engine::load_with(dir, &options).map_err(|e| e.to_string())?;
     r.line(format_args!("provider: {}", engine.provider()));
     r.set("provider", engine.provider());
     let m = engine.manifest();
     let grey = ImageF32::from_vec(m.width, m.height, 3, vec![0.5; m.width * m.height * 3]).unwrap();
-    let p = GenerateParams { steps: 1, noise_injection_steps: 0, ..Default::default() };
+    let p = GenerateParams {
+        steps: 1,
+        noise_injection_steps: 0,
+        ..Default::default()
+    };
     let t = Instant::now();
-    let g = engine.generate(&grey, &grey, &p, &NoiseSource::Seeded(0), None, &mut |_| {}, &CancelToken::new()).map_err(|e| e.to_string())?;
-    let finite = g.frames.iter().all(|f| f.data.iter().all(|v| v.is_finite()));
+    let g = engine
+        .generate(
+            &grey,
+            &grey,
+            &p,
+            &NoiseSource::Seeded(0),
+            None,
+            &mut |_| {},
+            &CancelToken::new(),
+        )
+        .map_err(|e| e.to_string())?;
+    let finite = g
+        .frames
+        .iter()
+        .all(|f| f.data.iter().all(|v| v.is_finite()));
     let seconds = t.elapsed().as_secs_f64();
-    r.line(format_args!("smoke run: 1 step, {} frames in {seconds:.2} s, latents on {}, finite: {finite}", g.frames.len(), g.stats.latents_on));
+    r.line(format_args!(
+        "smoke run: 1 step, {} frames in {seconds:.2} s, latents on {}, finite: {finite}",
+        g.frames.len(),
+        g.stats.latents_on
+    ));
     r.set("smoke_run", serde_json::json!({"steps": 1, "frames": g.frames.len(), "seconds": seconds, "latents_on": g.stats.latents_on, "finite": finite}));
     if !finite {
         return Err("smoke run produced non-finite values".into());
@@ -395,9 +566,15 @@ fn smoke_run(r: &mut Report, dir: &Path, device: DevicePreference, sampler: Samp
         let on_cuda = placement.kernels_on("CUDAExecutionProvider");
         r.set("cuda_verified", on_cuda > 0);
         if on_cuda == 0 {
-            return Err(format!("the CUDA provider registered but ran none of the UNet's {} kernels", placement.total()));
+            return Err(format!(
+                "the CUDA provider registered but ran none of the UNet's {} kernels",
+                placement.total()
+            ));
         }
-        r.line(format_args!("CUDA verified: {on_cuda} of {} UNet kernels ran on CUDAExecutionProvider", placement.total()));
+        r.line(format_args!(
+            "CUDA verified: {on_cuda} of {} UNet kernels ran on CUDAExecutionProvider",
+            placement.total()
+        ));
     }
     Ok(())
 }

@@ -45,7 +45,9 @@ impl Store {
         let probe = dir.join(format!(".probe-{}", std::process::id()));
         File::create(&probe)?;
         let _ = fs::remove_file(&probe);
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -57,20 +59,31 @@ impl Store {
     /// is a duplicate generation, never a corrupt read.
     pub fn lock(&self, key: &str, stop: &dyn Fn() -> bool) -> Option<Option<KeyLock>> {
         let path = self.dir.join(format!("{key}.lock"));
-        let Ok(f) = OpenOptions::new().create(true).truncate(false).write(true).open(&path) else {
+        let Ok(f) = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
             return Some(None);
         };
         loop {
             match FileExt::try_lock_exclusive(&f) {
                 Ok(()) => return Some(Some(KeyLock(f))),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == fs2::lock_contended_error().raw_os_error() =>
+                {
                     if stop() {
                         return None;
                     }
                     std::thread::sleep(super::WAIT_POLL);
                 }
                 Err(e) => {
-                    log::warn!("cache lock on {} failed ({e}); continuing without it", self.dir.display());
+                    log::warn!(
+                        "cache lock on {} failed ({e}); continuing without it",
+                        self.dir.display()
+                    );
                     return Some(None);
                 }
             }
@@ -80,13 +93,20 @@ impl Store {
     /// Removes `.tmp-*` folders older than `max_age`: left by a process killed mid-write (a farm node
     /// pre-empted), they would otherwise pile up in shared storage. A live writer's folder is seconds old.
     pub fn sweep_stale_temporaries(&self, max_age: std::time::Duration) -> usize {
-        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
         let mut removed = 0;
         for e in entries.flatten() {
             if !e.file_name().to_string_lossy().starts_with(".tmp-") {
                 continue;
             }
-            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > max_age);
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > max_age);
             if old && fs::remove_dir_all(e.path()).is_ok() {
                 log::info!("removed stale cache temporary {}", e.path().display());
                 removed += 1;
@@ -104,7 +124,10 @@ impl Store {
         match read_entry(&entry) {
             Ok(f) => Some(f),
             Err(e) => {
-                log::warn!("cache entry {} is corrupt ({e}); regenerating", entry.display());
+                log::warn!(
+                    "cache entry {} is corrupt ({e}); regenerating",
+                    entry.display()
+                );
                 let _ = fs::remove_dir_all(&entry);
                 None
             }
@@ -112,8 +135,13 @@ impl Store {
     }
 
     pub fn write(&self, key: &str, frames: &Frames) -> std::io::Result<()> {
-        let first = frames.frames.first().ok_or_else(|| std::io::Error::other("no frames"))?;
-        let tmp = self.dir.join(format!(".tmp-{key}-{}-{}", std::process::id(), nanos()));
+        let first = frames
+            .frames
+            .first()
+            .ok_or_else(|| std::io::Error::other("no frames"))?;
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{key}-{}-{}", std::process::id(), nanos()));
         fs::create_dir_all(&tmp)?;
         let mut payload = Vec::with_capacity(frames.size_bytes());
         for f in &frames.frames {
@@ -133,7 +161,10 @@ impl Store {
             let mut f = File::create(tmp.join("frames.bin"))?;
             f.write_all(&payload)?;
             f.sync_all()?;
-            fs::write(tmp.join("meta.json"), serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?)?;
+            fs::write(
+                tmp.join("meta.json"),
+                serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?,
+            )?;
             fs::rename(&tmp, self.dir.join(key))
         })();
         if result.is_err() {
@@ -148,26 +179,43 @@ impl Store {
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 fn read_entry(entry: &Path) -> Result<Frames, String> {
-    let meta: Meta = serde_json::from_slice(&fs::read(entry.join("meta.json")).map_err(|e| e.to_string())?).map_err(|e| format!("meta.json: {e}"))?;
+    let meta: Meta =
+        serde_json::from_slice(&fs::read(entry.join("meta.json")).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("meta.json: {e}"))?;
     if meta.format_version != FORMAT_VERSION {
         return Err(format!("format version {}", meta.format_version));
     }
     let payload = fs::read(entry.join("frames.bin")).map_err(|e| e.to_string())?;
     let per = meta.width * meta.height * meta.channels;
     if payload.len() != meta.count * per * 4 {
-        return Err(format!("frames.bin has {} bytes, expected {}", payload.len(), meta.count * per * 4));
+        return Err(format!(
+            "frames.bin has {} bytes, expected {}",
+            payload.len(),
+            meta.count * per * 4
+        ));
     }
     if hex::encode(Sha256::digest(&payload)) != meta.sha256 {
         return Err("checksum mismatch".into());
     }
-    let floats: Vec<f32> = payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let floats: Vec<f32> = payload
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let frames = floats
         .chunks_exact(per.max(1))
-        .map(|c| ImageF32 { width: meta.width, height: meta.height, channels: meta.channels, data: c.to_vec() })
+        .map(|c| ImageF32 {
+            width: meta.width,
+            height: meta.height,
+            channels: meta.channels,
+            data: c.to_vec(),
+        })
         .collect();
     Ok(Frames { frames })
 }

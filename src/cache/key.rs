@@ -60,18 +60,34 @@ impl CacheKey {
         field("steps", &steps.to_le_bytes());
         field("seed", &seed.to_le_bytes());
         field("injection_steps", &noise_injection_steps.to_le_bytes());
-        field("injection_ratio", &noise_injection_ratio.to_bits().to_le_bytes());
+        field(
+            "injection_ratio",
+            &noise_injection_ratio.to_bits().to_le_bytes(),
+        );
         field("motion_bucket", &motion_bucket_id.to_bits().to_le_bytes());
         field("fps", &fps.to_bits().to_le_bytes());
         field("noise_aug", &noise_aug_strength.to_bits().to_le_bytes());
         field("guidance_min", &min_guidance_scale.to_bits().to_le_bytes());
         field("guidance_max", &max_guidance_scale.to_bits().to_le_bytes());
-        field("fusion", match fusion {
-            Fusion::Average => b"average",
-            Fusion::Linear => b"linear",
-        });
-        field("decode_chunk", &(decode_chunk_frames.map(|v| v as i64).unwrap_or(-1)).to_le_bytes());
-        field("size", &[(k.width as u64).to_le_bytes(), (k.height as u64).to_le_bytes()].concat());
+        field(
+            "fusion",
+            match fusion {
+                Fusion::Average => b"average",
+                Fusion::Linear => b"linear",
+            },
+        );
+        field(
+            "decode_chunk",
+            &(decode_chunk_frames.map(|v| v as i64).unwrap_or(-1)).to_le_bytes(),
+        );
+        field(
+            "size",
+            &[
+                (k.width as u64).to_le_bytes(),
+                (k.height as u64).to_le_bytes(),
+            ]
+            .concat(),
+        );
         field("provider", k.provider_class.as_bytes());
         CacheKey(hex::encode(h.finalize()))
     }

@@ -97,7 +97,12 @@ impl Drop for FlightGuard<'_> {
 impl FrameCache {
     pub fn new(capacity_bytes: usize) -> Self {
         Self {
-            state: Mutex::new(State { entries: HashMap::new(), bytes: 0, tick: 0, in_flight: HashSet::new() }),
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                bytes: 0,
+                tick: 0,
+                in_flight: HashSet::new(),
+            }),
             done: Condvar::new(),
             capacity_bytes,
             generations: AtomicUsize::new(0),
@@ -155,7 +160,14 @@ impl FrameCache {
         }
         st.bytes += size;
         while st.bytes > self.capacity_bytes {
-            let Some(oldest) = st.entries.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) else { break };
+            let Some(oldest) = st
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
             if let Some((f, _)) = st.entries.remove(&oldest) {
                 st.bytes -= f.size_bytes();
             }
@@ -166,7 +178,10 @@ impl FrameCache {
         let mut w = self.warned_dirs.lock().unwrap_or_else(|p| p.into_inner());
         if w.insert(dir.to_path_buf()) {
             log::warn!("{text}");
-            self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(text);
+            self.warnings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(text);
         }
     }
 
@@ -205,21 +220,39 @@ impl FrameCache {
                 if stop() {
                     return Err(CacheError::StoppedWaiting);
                 }
-                st = self.done.wait_timeout(st, WAIT_POLL).unwrap_or_else(|p| p.into_inner()).0;
+                st = self
+                    .done
+                    .wait_timeout(st, WAIT_POLL)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
             st.in_flight.insert(k.clone());
         }
-        let _guard = FlightGuard { cache: self, key: k.clone() };
+        let _guard = FlightGuard {
+            cache: self,
+            key: k.clone(),
+        };
 
         let store = disk.and_then(|dir| match disk::Store::open(dir) {
             Ok(s) => {
-                if self.swept_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(dir.to_path_buf()) {
+                if self
+                    .swept_dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(dir.to_path_buf())
+                {
                     s.sweep_stale_temporaries(disk::STALE_TEMPORARY_AGE);
                 }
                 Some(s)
             }
             Err(e) => {
-                self.warn_once(dir, format!("cache folder {} is not usable ({e}); frames are kept in memory only", dir.display()));
+                self.warn_once(
+                    dir,
+                    format!(
+                        "cache folder {} is not usable ({e}); frames are kept in memory only",
+                        dir.display()
+                    ),
+                );
                 None
             }
         });
@@ -249,13 +282,19 @@ impl FrameCache {
         Ok(frames)
     }
 
-    fn run_generate<E>(&self, generate: impl FnOnce() -> Result<Frames, E>) -> Result<Frames, CacheError<E>> {
+    fn run_generate<E>(
+        &self,
+        generate: impl FnOnce() -> Result<Frames, E>,
+    ) -> Result<Frames, CacheError<E>> {
         self.generations.fetch_add(1, Ordering::SeqCst);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(generate)) {
             Ok(Ok(f)) => Ok(f),
             Ok(Err(e)) => Err(CacheError::Generate(e)),
             Err(p) => Err(CacheError::Panicked(
-                p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default(),
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default(),
             )),
         }
     }

@@ -18,7 +18,14 @@ pub struct OfxError {
 pub type OfxResult<T> = Result<T, OfxError>;
 
 fn check(status: OfxStatus, what: impl FnOnce() -> String) -> OfxResult<()> {
-    if status == kOfxStatOK as OfxStatus { Ok(()) } else { Err(OfxError { status, what: what() }) }
+    if status == kOfxStatOK as OfxStatus {
+        Ok(())
+    } else {
+        Err(OfxError {
+            status,
+            what: what(),
+        })
+    }
 }
 
 /// Suite tables fetched in `OfxActionLoad`. The host owns them and keeps them valid while the plugin is loaded.
@@ -60,7 +67,11 @@ fn fetch<T>(name: &CStr, version: i32) -> Option<&'static T> {
     // name and version, which has the layout T (checked by the ABI tests in sys.rs) and lives while we are loaded.
     let p = unsafe { f(h.host, name.as_ptr(), version) } as *const T;
     // SAFETY: non-null pointers from fetchSuite point to a valid, immutable suite table (see above).
-    if p.is_null() { None } else { Some(unsafe { &*p }) }
+    if p.is_null() {
+        None
+    } else {
+        Some(unsafe { &*p })
+    }
 }
 
 /// Fetches the suites (Load action). The property, image-effect and parameter suites are mandatory; message,
@@ -69,7 +80,10 @@ pub fn load_suites() -> OfxResult<()> {
     if SUITES.get().is_some() {
         return Ok(());
     }
-    let missing = |n: &str| OfxError { status: kOfxStatErrMissingHostFeature as i32, what: format!("host has no {n} suite") };
+    let missing = |n: &str| OfxError {
+        status: kOfxStatErrMissingHostFeature as i32,
+        what: format!("host has no {n} suite"),
+    };
     let suites = Suites {
         property: fetch(s::SUITE_PROPERTY, 1).ok_or_else(|| missing("property"))?,
         effect: fetch(s::SUITE_IMAGE_EFFECT, 1).ok_or_else(|| missing("image effect"))?,
@@ -84,7 +98,10 @@ pub fn load_suites() -> OfxResult<()> {
 }
 
 pub fn suites() -> OfxResult<&'static Suites> {
-    SUITES.get().ok_or(OfxError { status: kOfxStatErrMissingHostFeature as i32, what: "suites not loaded (Load action not received)".into() })
+    SUITES.get().ok_or(OfxError {
+        status: kOfxStatErrMissingHostFeature as i32,
+        what: "suites not loaded (Load action not received)".into(),
+    })
 }
 
 macro_rules! call {
@@ -107,22 +124,35 @@ impl PropSet {
 
     pub fn get_int(&self, name: &CStr, index: i32) -> OfxResult<i32> {
         let mut v = 0i32;
-        let st = call!(suites()?.property, propGetInt(self.0, name.as_ptr(), index, &mut v));
+        let st = call!(
+            suites()?.property,
+            propGetInt(self.0, name.as_ptr(), index, &mut v)
+        );
         check(st, || format!("cannot read int property {name:?}[{index}]"))?;
         Ok(v)
     }
 
     pub fn get_double(&self, name: &CStr, index: i32) -> OfxResult<f64> {
         let mut v = 0f64;
-        let st = call!(suites()?.property, propGetDouble(self.0, name.as_ptr(), index, &mut v));
-        check(st, || format!("cannot read double property {name:?}[{index}]"))?;
+        let st = call!(
+            suites()?.property,
+            propGetDouble(self.0, name.as_ptr(), index, &mut v)
+        );
+        check(st, || {
+            format!("cannot read double property {name:?}[{index}]")
+        })?;
         Ok(v)
     }
 
     pub fn get_string(&self, name: &CStr, index: i32) -> OfxResult<String> {
         let mut v: *mut c_char = ptr::null_mut();
-        let st = call!(suites()?.property, propGetString(self.0, name.as_ptr(), index, &mut v));
-        check(st, || format!("cannot read string property {name:?}[{index}]"))?;
+        let st = call!(
+            suites()?.property,
+            propGetString(self.0, name.as_ptr(), index, &mut v)
+        );
+        check(st, || {
+            format!("cannot read string property {name:?}[{index}]")
+        })?;
         if v.is_null() {
             return Ok(String::new());
         }
@@ -132,14 +162,20 @@ impl PropSet {
 
     pub fn get_pointer(&self, name: &CStr) -> OfxResult<*mut c_void> {
         let mut v: *mut c_void = ptr::null_mut();
-        let st = call!(suites()?.property, propGetPointer(self.0, name.as_ptr(), 0, &mut v));
+        let st = call!(
+            suites()?.property,
+            propGetPointer(self.0, name.as_ptr(), 0, &mut v)
+        );
         check(st, || format!("cannot read pointer property {name:?}"))?;
         Ok(v)
     }
 
     pub fn dimension(&self, name: &CStr) -> OfxResult<i32> {
         let mut n = 0i32;
-        let st = call!(suites()?.property, propGetDimension(self.0, name.as_ptr(), &mut n));
+        let st = call!(
+            suites()?.property,
+            propGetDimension(self.0, name.as_ptr(), &mut n)
+        );
         check(st, || format!("cannot read dimension of {name:?}"))?;
         Ok(n)
     }
@@ -161,17 +197,26 @@ impl PropSet {
     }
 
     pub fn set_int(&self, name: &CStr, index: i32, v: i32) -> OfxResult<()> {
-        let st = call!(suites()?.property, propSetInt(self.0, name.as_ptr(), index, v));
+        let st = call!(
+            suites()?.property,
+            propSetInt(self.0, name.as_ptr(), index, v)
+        );
         check(st, || format!("cannot set int property {name:?}"))
     }
 
     pub fn set_double(&self, name: &CStr, index: i32, v: f64) -> OfxResult<()> {
-        let st = call!(suites()?.property, propSetDouble(self.0, name.as_ptr(), index, v));
+        let st = call!(
+            suites()?.property,
+            propSetDouble(self.0, name.as_ptr(), index, v)
+        );
         check(st, || format!("cannot set double property {name:?}"))
     }
 
     pub fn set_doubles(&self, name: &CStr, v: &[f64]) -> OfxResult<()> {
-        let st = call!(suites()?.property, propSetDoubleN(self.0, name.as_ptr(), v.len() as i32, v.as_ptr()));
+        let st = call!(
+            suites()?.property,
+            propSetDoubleN(self.0, name.as_ptr(), v.len() as i32, v.as_ptr())
+        );
         check(st, || format!("cannot set double properties {name:?}"))
     }
 
@@ -182,26 +227,38 @@ impl PropSet {
 
     pub fn set_string(&self, name: &CStr, index: i32, v: &str) -> OfxResult<()> {
         let c = CString::new(v.replace('\0', " ")).unwrap_or_default();
-        let st = call!(suites()?.property, propSetString(self.0, name.as_ptr(), index, c.as_ptr()));
+        let st = call!(
+            suites()?.property,
+            propSetString(self.0, name.as_ptr(), index, c.as_ptr())
+        );
         check(st, || format!("cannot set string property {name:?}"))
     }
 
     pub fn set_string_named(&self, name: &str, index: i32, v: &CStr) -> OfxResult<()> {
         let c = Self::cname(name);
-        let st = call!(suites()?.property, propSetString(self.0, c.as_ptr(), index, v.as_ptr()));
+        let st = call!(
+            suites()?.property,
+            propSetString(self.0, c.as_ptr(), index, v.as_ptr())
+        );
         check(st, || format!("cannot set string property {name}"))
     }
 
     pub fn set_cstrs(&self, name: &CStr, values: &[&CStr]) -> OfxResult<()> {
         for (i, v) in values.iter().enumerate() {
-            let st = call!(suites()?.property, propSetString(self.0, name.as_ptr(), i as i32, v.as_ptr()));
+            let st = call!(
+                suites()?.property,
+                propSetString(self.0, name.as_ptr(), i as i32, v.as_ptr())
+            );
             check(st, || format!("cannot set string property {name:?}[{i}]"))?;
         }
         Ok(())
     }
 
     pub fn set_pointer(&self, name: &CStr, v: *mut c_void) -> OfxResult<()> {
-        let st = call!(suites()?.property, propSetPointer(self.0, name.as_ptr(), 0, v));
+        let st = call!(
+            suites()?.property,
+            propSetPointer(self.0, name.as_ptr(), 0, v)
+        );
         check(st, || format!("cannot set pointer property {name:?}"))
     }
 }
@@ -235,9 +292,17 @@ impl Effect {
     pub fn clip(&self, name: &CStr) -> OfxResult<Clip> {
         let mut c: OfxImageClipHandle = ptr::null_mut();
         let mut p: OfxPropertySetHandle = ptr::null_mut();
-        let st = call!(suites()?.effect, clipGetHandle(self.0, name.as_ptr(), &mut c, &mut p));
-        check(st, || format!("the host has no clip {name:?} on this instance"))?;
-        Ok(Clip { handle: c, props: PropSet(p) })
+        let st = call!(
+            suites()?.effect,
+            clipGetHandle(self.0, name.as_ptr(), &mut c, &mut p)
+        );
+        check(st, || {
+            format!("the host has no clip {name:?} on this instance")
+        })?;
+        Ok(Clip {
+            handle: c,
+            props: PropSet(p),
+        })
     }
 
     /// The host's "stop now" flag (user cancelled or parameters changed).
@@ -287,7 +352,14 @@ impl Effect {
     /// Shows a message to the user (persistent message when the host has message v2). Never fails the caller:
     /// a host without a message suite still gets the text in our log.
     pub fn message(&self, kind: &CStr, text: &str) {
-        log::log!(if kind == s::MESSAGE_ERROR { log::Level::Error } else { log::Level::Warn }, "{text}");
+        log::log!(
+            if kind == s::MESSAGE_ERROR {
+                log::Level::Error
+            } else {
+                log::Level::Warn
+            },
+            "{text}"
+        );
         let Ok(sut) = suites() else { return };
         let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
         let handle = self.0 as *mut c_void;
@@ -295,13 +367,33 @@ impl Effect {
         if let Some(m) = sut.message_v2.and_then(|m| m.setPersistentMessage) {
             if kind == s::MESSAGE_ERROR {
                 // SAFETY: variadic printf-style host function called with a literal "%s" format and one C string.
-                unsafe { m(handle, kind.as_ptr(), c"svd-inbetween".as_ptr(), c"%s".as_ptr(), c.as_ptr()) };
+                unsafe {
+                    m(
+                        handle,
+                        kind.as_ptr(),
+                        c"svd-inbetween".as_ptr(),
+                        c"%s".as_ptr(),
+                        c.as_ptr(),
+                    )
+                };
                 return;
             }
         }
-        if let Some(m) = sut.message_v1.and_then(|m| m.message).or_else(|| sut.message_v2.and_then(|m| m.message)) {
+        if let Some(m) = sut
+            .message_v1
+            .and_then(|m| m.message)
+            .or_else(|| sut.message_v2.and_then(|m| m.message))
+        {
             // SAFETY: as above.
-            unsafe { m(handle, kind.as_ptr(), c"svd-inbetween".as_ptr(), c"%s".as_ptr(), c.as_ptr()) };
+            unsafe {
+                m(
+                    handle,
+                    kind.as_ptr(),
+                    c"svd-inbetween".as_ptr(),
+                    c"%s".as_ptr(),
+                    c.as_ptr(),
+                )
+            };
         }
     }
 
@@ -318,13 +410,21 @@ impl Effect {
     pub fn progress(&self, label: &str) -> ProgressBar {
         let c = CString::new(label.replace('\0', " ")).unwrap_or_default();
         let handle = self.0 as *mut c_void;
-        let Ok(sut) = suites() else { return ProgressBar { handle, kind: ProgressKind::None } };
+        let Ok(sut) = suites() else {
+            return ProgressBar {
+                handle,
+                kind: ProgressKind::None,
+            };
+        };
         if let Some(p) = sut.progress_v2 {
             if let Some(f) = p.progressStart {
                 // SAFETY: host function, instance handle, two valid C strings.
                 let st = unsafe { f(handle, c.as_ptr(), c"svd-inbetween.generate".as_ptr()) };
                 if st == kOfxStatOK as i32 {
-                    return ProgressBar { handle, kind: ProgressKind::V2(p) };
+                    return ProgressBar {
+                        handle,
+                        kind: ProgressKind::V2(p),
+                    };
                 }
             }
         }
@@ -333,11 +433,17 @@ impl Effect {
                 // SAFETY: host function, instance handle, a valid C string.
                 let st = unsafe { f(handle, c.as_ptr()) };
                 if st == kOfxStatOK as i32 {
-                    return ProgressBar { handle, kind: ProgressKind::V1(p) };
+                    return ProgressBar {
+                        handle,
+                        kind: ProgressKind::V1(p),
+                    };
                 }
             }
         }
-        ProgressBar { handle, kind: ProgressKind::None }
+        ProgressBar {
+            handle,
+            kind: ProgressKind::None,
+        }
     }
 }
 
@@ -362,7 +468,9 @@ impl ProgressBar {
         };
         match f {
             // SAFETY: host function with the instance handle used in progressStart.
-            Some(f) => unsafe { f(self.handle, fraction.clamp(0.0, 1.0)) != kOfxStatReplyNo as i32 },
+            Some(f) => unsafe {
+                f(self.handle, fraction.clamp(0.0, 1.0)) != kOfxStatReplyNo as i32
+            },
             None => true,
         }
     }
@@ -388,7 +496,10 @@ pub struct ParamSet(pub OfxParamSetHandle);
 impl ParamSet {
     pub fn define(&self, kind: &CStr, name: &CStr) -> OfxResult<PropSet> {
         let mut p: OfxPropertySetHandle = ptr::null_mut();
-        let st = call!(suites()?.param, paramDefine(self.0, kind.as_ptr(), name.as_ptr(), &mut p));
+        let st = call!(
+            suites()?.param,
+            paramDefine(self.0, kind.as_ptr(), name.as_ptr(), &mut p)
+        );
         check(st, || format!("cannot define parameter {name:?}"))?;
         Ok(PropSet(p))
     }
@@ -396,7 +507,10 @@ impl ParamSet {
     pub fn get(&self, name: &CStr) -> OfxResult<Param> {
         let mut h: OfxParamHandle = ptr::null_mut();
         let mut p: OfxPropertySetHandle = ptr::null_mut();
-        let st = call!(suites()?.param, paramGetHandle(self.0, name.as_ptr(), &mut h, &mut p));
+        let st = call!(
+            suites()?.param,
+            paramGetHandle(self.0, name.as_ptr(), &mut h, &mut p)
+        );
         check(st, || format!("parameter {name:?} is missing"))?;
         Ok(Param(h))
     }
@@ -408,21 +522,30 @@ pub struct Param(pub OfxParamHandle);
 impl Param {
     pub fn int_at(&self, t: f64) -> OfxResult<i32> {
         let mut v = 0i32;
-        let st = call!(suites()?.param, paramGetValueAtTime(self.0, t, &mut v as *mut i32));
+        let st = call!(
+            suites()?.param,
+            paramGetValueAtTime(self.0, t, &mut v as *mut i32)
+        );
         check(st, || "cannot read an integer parameter".into())?;
         Ok(v)
     }
 
     pub fn double_at(&self, t: f64) -> OfxResult<f64> {
         let mut v = 0f64;
-        let st = call!(suites()?.param, paramGetValueAtTime(self.0, t, &mut v as *mut f64));
+        let st = call!(
+            suites()?.param,
+            paramGetValueAtTime(self.0, t, &mut v as *mut f64)
+        );
         check(st, || "cannot read a double parameter".into())?;
         Ok(v)
     }
 
     pub fn string_at(&self, t: f64) -> OfxResult<String> {
         let mut v: *mut c_char = ptr::null_mut();
-        let st = call!(suites()?.param, paramGetValueAtTime(self.0, t, &mut v as *mut *mut c_char));
+        let st = call!(
+            suites()?.param,
+            paramGetValueAtTime(self.0, t, &mut v as *mut *mut c_char)
+        );
         check(st, || "cannot read a string parameter".into())?;
         if v.is_null() {
             return Ok(String::new());
@@ -455,7 +578,12 @@ impl RectI {
         (self.y2 - self.y1).max(0) as usize
     }
     pub fn intersect(&self, o: &RectI) -> RectI {
-        RectI { x1: self.x1.max(o.x1), y1: self.y1.max(o.y1), x2: self.x2.min(o.x2), y2: self.y2.min(o.y2) }
+        RectI {
+            x1: self.x1.max(o.x1),
+            y1: self.y1.max(o.y1),
+            x2: self.x2.min(o.x2),
+            y2: self.y2.min(o.y2),
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.x2 <= self.x1 || self.y2 <= self.y1
@@ -467,17 +595,26 @@ impl Clip {
     /// outside the clip). The image is released when the returned value drops.
     pub fn image(&self, time: f64) -> OfxResult<Option<Image>> {
         let mut h: OfxPropertySetHandle = ptr::null_mut();
-        let st = call!(suites()?.effect, clipGetImage(self.handle, time, ptr::null(), &mut h));
+        let st = call!(
+            suites()?.effect,
+            clipGetImage(self.handle, time, ptr::null(), &mut h)
+        );
         if st != kOfxStatOK as i32 || h.is_null() {
             return Ok(None);
         }
-        let img = Image { props: PropSet(h), released: false };
+        let img = Image {
+            props: PropSet(h),
+            released: false,
+        };
         Ok(Some(img))
     }
 
     pub fn region_of_definition(&self, time: f64) -> OfxResult<[f64; 4]> {
         let mut r = OfxRectD::default();
-        let st = call!(suites()?.effect, clipGetRegionOfDefinition(self.handle, time, &mut r));
+        let st = call!(
+            suites()?.effect,
+            clipGetRegionOfDefinition(self.handle, time, &mut r)
+        );
         check(st, || "cannot read the clip's region of definition".into())?;
         Ok([r.x1, r.y1, r.x2, r.y2])
     }
@@ -549,7 +686,10 @@ fn parse_depth(s_: &str) -> OfxResult<Depth> {
         "OfxBitDepthByte" => Ok(Depth::Byte),
         "OfxBitDepthShort" => Ok(Depth::Short),
         "OfxBitDepthFloat" => Ok(Depth::Float),
-        other => Err(OfxError { status: kOfxStatErrImageFormat as i32, what: format!("unsupported pixel depth '{other}'") }),
+        other => Err(OfxError {
+            status: kOfxStatErrImageFormat as i32,
+            what: format!("unsupported pixel depth '{other}'"),
+        }),
     }
 }
 
@@ -557,7 +697,10 @@ fn parse_components(s_: &str) -> OfxResult<usize> {
     match s_ {
         "OfxImageComponentRGBA" => Ok(4),
         "OfxImageComponentRGB" => Ok(3),
-        other => Err(OfxError { status: kOfxStatErrImageFormat as i32, what: format!("unsupported components '{other}'") }),
+        other => Err(OfxError {
+            status: kOfxStatErrImageFormat as i32,
+            what: format!("unsupported components '{other}'"),
+        }),
     }
 }
 
@@ -567,19 +710,37 @@ fn layout_of(p: PropSet) -> OfxResult<Layout> {
     let depth = parse_depth(&p.get_string(s::IE_PROP_PIXEL_DEPTH, 0)?)?;
     let components = parse_components(&p.get_string(s::IE_PROP_COMPONENTS, 0)?)?;
     let data = p.get_pointer(s::IMAGE_PROP_DATA)? as *mut u8;
-    let bounds = RectI { x1: b[0], y1: b[1], x2: b[2], y2: b[3] };
+    let bounds = RectI {
+        x1: b[0],
+        y1: b[1],
+        x2: b[2],
+        y2: b[3],
+    };
     if data.is_null() && !bounds.is_empty() {
-        return Err(OfxError { status: kOfxStatErrImageFormat as i32, what: "image has no pixel data".into() });
+        return Err(OfxError {
+            status: kOfxStatErrImageFormat as i32,
+            what: "image has no pixel data".into(),
+        });
     }
     if (row_bytes.unsigned_abs()) < bounds.width() * components * depth.bytes() {
-        return Err(OfxError { status: kOfxStatErrImageFormat as i32, what: format!("row bytes {row_bytes} too small for the image width") });
+        return Err(OfxError {
+            status: kOfxStatErrImageFormat as i32,
+            what: format!("row bytes {row_bytes} too small for the image width"),
+        });
     }
-    Ok(Layout { bounds, row_bytes, depth, components, data })
+    Ok(Layout {
+        bounds,
+        row_bytes,
+        depth,
+        components,
+        data,
+    })
 }
 
 fn row_ptr(l: &Layout, y: i32) -> *mut u8 {
     // Row y of the image starts (y − y1)·rowBytes from the data pointer; rowBytes may be negative.
-    l.data.wrapping_offset((y - l.bounds.y1) as isize * l.row_bytes)
+    l.data
+        .wrapping_offset((y - l.bounds.y1) as isize * l.row_bytes)
 }
 
 fn read_rgba(l: &Layout) -> ImageF32 {
@@ -597,7 +758,9 @@ fn read_rgba(l: &Layout) -> ImageF32 {
                 *v = unsafe {
                     match l.depth {
                         Depth::Byte => *row.add(i) as f32 / 255.0,
-                        Depth::Short => (row as *const u16).add(i).read_unaligned() as f32 / 65535.0,
+                        Depth::Short => {
+                            (row as *const u16).add(i).read_unaligned() as f32 / 65535.0
+                        }
                         Depth::Float => (row as *const f32).add(i).read_unaligned(),
                     }
                 };
@@ -613,9 +776,10 @@ pub struct OutputImage(Image);
 
 impl Clip {
     pub fn output_image(&self, time: f64) -> OfxResult<OutputImage> {
-        self.image(time)?
-            .map(OutputImage)
-            .ok_or(OfxError { status: kOfxStatFailed as i32, what: "the host gave no output image".into() })
+        self.image(time)?.map(OutputImage).ok_or(OfxError {
+            status: kOfxStatFailed as i32,
+            what: "the host gave no output image".into(),
+        })
     }
 }
 
@@ -626,7 +790,11 @@ impl OutputImage {
 
     /// Writes every pixel of `window ∩ bounds` from `pixel(x, y)` (OpenFX pixel coordinates, RGBA [0,1] for
     /// byte/short — values are clamped and rounded there — and as is for float).
-    pub fn write(&mut self, window: RectI, mut pixel: impl FnMut(i32, i32) -> [f32; 4]) -> OfxResult<()> {
+    pub fn write(
+        &mut self,
+        window: RectI,
+        mut pixel: impl FnMut(i32, i32) -> [f32; 4],
+    ) -> OfxResult<()> {
         let l = self.layout()?;
         let area = window.intersect(&l.bounds);
         if area.is_empty() {
@@ -656,5 +824,9 @@ impl OutputImage {
 }
 
 fn to_u16(v: f32) -> u16 {
-    if v.is_nan() { 0 } else { (v.clamp(0.0, 1.0) * 65535.0).round() as u16 }
+    if v.is_nan() {
+        0
+    } else {
+        (v.clamp(0.0, 1.0) * 65535.0).round() as u16
+    }
 }

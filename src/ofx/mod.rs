@@ -36,7 +36,11 @@ pub extern "C" fn OfxGetNumberOfPlugins() -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn OfxGetPlugin(nth: c_int) -> *mut OfxPlugin {
-    if nth == 0 { &PLUGIN.0 as *const OfxPlugin as *mut OfxPlugin } else { std::ptr::null_mut() }
+    if nth == 0 {
+        &PLUGIN.0 as *const OfxPlugin as *mut OfxPlugin
+    } else {
+        std::ptr::null_mut()
+    }
 }
 
 /// Optional since OpenFX 2020; hosts that call it give us the host early, the others use `setHost`.
@@ -53,14 +57,21 @@ extern "C" fn set_host(host: *mut OfxHost) {
     let _ = catch_unwind(|| host::set_host(host));
 }
 
-extern "C" fn main_entry(action: *const c_char, handle: *const c_void, in_args: OfxPropertySetHandle, out_args: OfxPropertySetHandle) -> OfxStatus {
+extern "C" fn main_entry(
+    action: *const c_char,
+    handle: *const c_void,
+    in_args: OfxPropertySetHandle,
+    out_args: OfxPropertySetHandle,
+) -> OfxStatus {
     if action.is_null() {
         return kOfxStatErrBadHandle as OfxStatus;
     }
     // SAFETY: the host passes a NUL-terminated action name that lives for the duration of the call.
     let action = unsafe { CStr::from_ptr(action) };
     let effect = Effect(handle as OfxImageEffectHandle);
-    let result = catch_unwind(AssertUnwindSafe(|| crate::plugin::dispatch(action, effect, PropSet(in_args), PropSet(out_args))));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        crate::plugin::dispatch(action, effect, PropSet(in_args), PropSet(out_args))
+    }));
     match result {
         Ok(status) => status,
         Err(payload) => {

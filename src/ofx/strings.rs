@@ -64,7 +64,8 @@ pub const IE_PROP_SUPPORTED_PIXEL_DEPTHS: &CStr = c"OfxImageEffectPropSupportedP
 pub const IE_PROP_SUPPORTED_COMPONENTS: &CStr = c"OfxImageEffectPropSupportedComponents";
 pub const IE_PLUGIN_PROP_GROUPING: &CStr = c"OfxImageEffectPluginPropGrouping";
 pub const IE_PLUGIN_RENDER_THREAD_SAFETY: &CStr = c"OfxImageEffectPluginRenderThreadSafety";
-pub const IE_PLUGIN_PROP_HOST_FRAME_THREADING: &CStr = c"OfxImageEffectPluginPropHostFrameThreading";
+pub const IE_PLUGIN_PROP_HOST_FRAME_THREADING: &CStr =
+    c"OfxImageEffectPluginPropHostFrameThreading";
 pub const IE_PROP_SUPPORTS_TILES: &CStr = c"OfxImageEffectPropSupportsTiles";
 pub const IE_PROP_SUPPORTS_MULTI_RESOLUTION: &CStr = c"OfxImageEffectPropSupportsMultiResolution";
 pub const IE_PROP_TEMPORAL_CLIP_ACCESS: &CStr = c"OfxImageEffectPropTemporalClipAccess";

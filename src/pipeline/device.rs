@@ -46,7 +46,13 @@ impl Dims {
         [1, self.frames as i64, 4, self.h as i64, self.w as i64]
     }
     fn rows(&self, channels: i64, n: i64) -> [i64; 5] {
-        [n, self.frames as i64, channels, self.h as i64, self.w as i64]
+        [
+            n,
+            self.frames as i64,
+            channels,
+            self.h as i64,
+            self.w as i64,
+        ]
     }
     fn per_frame(&self) -> [i64; 5] {
         [1, self.frames as i64, 1, 1, 1]
@@ -61,7 +67,11 @@ const OPSET: u32 = 21;
 /// reverse). k = 2 runs all four in one call; the low-memory k = 1 graph runs the unconditional pair, then the
 /// conditional pair: the same pairings, so the same prediction.
 pub fn call_groups(k: usize) -> &'static [&'static [usize]] {
-    if k == 1 { &[&[0, 2], &[1, 3]] } else { &[&[0, 1, 2, 3]] }
+    if k == 1 {
+        &[&[0, 2], &[1, 3]]
+    } else {
+        &[&[0, 1, 2, 3]]
+    }
 }
 
 /// Row r runs in reverse time.
@@ -94,17 +104,39 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(inputs: &[(String, Vec<i64>)], outputs: &[(String, Vec<i64>)], frames: usize) -> ort::Result<Self> {
+    fn new(
+        inputs: &[(String, Vec<i64>)],
+        outputs: &[(String, Vec<i64>)],
+        frames: usize,
+    ) -> ort::Result<Self> {
         let mut graph = Graph::new()?;
         graph.set_inputs(inputs.iter().map(|(n, s)| f32_outlet(n, s)))?;
         graph.set_outputs(outputs.iter().map(|(n, s)| f32_outlet(n, s)))?;
-        Ok(Self { graph, nodes: 0, frames, has_reverse: false })
+        Ok(Self {
+            graph,
+            nodes: 0,
+            frames,
+            has_reverse: false,
+        })
     }
 
-    fn op(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<Attribute>) -> ort::Result<()> {
+    fn op(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attributes: Vec<Attribute>,
+    ) -> ort::Result<()> {
         self.nodes += 1;
         let name = format!("{op}_{}", self.nodes);
-        self.graph.add_node(Node::new(op, ONNX_DOMAIN, name, inputs, [output], attributes)?)
+        self.graph.add_node(Node::new(
+            op,
+            ONNX_DOMAIN,
+            name,
+            inputs,
+            [output],
+            attributes,
+        )?)
     }
 
     fn flip(&mut self, input: &str, output: &str) -> ort::Result<()> {
@@ -117,7 +149,12 @@ impl Builder {
             self.graph.add_initializer("reverse_frames", rev, false)?;
             self.has_reverse = true;
         }
-        self.op("Gather", &[input, "reverse_frames"], output, vec![Attribute::new("axis", 1i64)?])
+        self.op(
+            "Gather",
+            &[input, "reverse_frames"],
+            output,
+            vec![Attribute::new("axis", 1i64)?],
+        )
     }
 
     fn finish(self) -> ort::Result<Model> {
@@ -128,7 +165,9 @@ impl Builder {
 }
 
 fn io(list: &[(&str, &[i64])]) -> Vec<(String, Vec<i64>)> {
-    list.iter().map(|(n, s)| (n.to_string(), s.to_vec())).collect()
+    list.iter()
+        .map(|(n, s)| (n.to_string(), s.to_vec()))
+        .collect()
 }
 
 /// For each call group g: sample_g (n,F,8,h,w) = the group's rows of [z/d, z/d, flip(z/d), flip(z/d)] ‖ cond_g
@@ -146,10 +185,18 @@ pub fn prepare_graph(d: Dims, k: usize) -> ort::Result<Model> {
     b.op("Div", &["z", "divisor"], "zs", vec![])?;
     b.flip("zs", "zr")?;
     for (gi, g) in groups.iter().enumerate() {
-        let rows: Vec<&str> = g.iter().map(|&r| if is_reverse_row(r) { "zr" } else { "zs" }).collect();
+        let rows: Vec<&str> = g
+            .iter()
+            .map(|&r| if is_reverse_row(r) { "zr" } else { "zs" })
+            .collect();
         let zz = format!("z_rows_{gi}");
         b.op("Concat", &rows, &zz, vec![Attribute::new("axis", 0i64)?])?;
-        b.op("Concat", &[&zz, &format!("cond_{gi}")], &format!("sample_{gi}"), vec![Attribute::new("axis", 2i64)?])?;
+        b.op(
+            "Concat",
+            &[&zz, &format!("cond_{gi}")],
+            &format!("sample_{gi}"),
+            vec![Attribute::new("axis", 2i64)?],
+        )?;
     }
     b.finish()
 }
@@ -177,8 +224,18 @@ pub fn update_graph(d: Dims, k: usize) -> ort::Result<Model> {
     let mut b = Builder::new(&inputs, &io(&[("z_next", &lat)]), d.frames)?;
     for (gi, g) in groups.iter().enumerate() {
         let rows: Vec<String> = g.iter().map(|r| format!("row{r}")).collect();
-        let attrs = [Attribute::new("axis", 0i64)?, Attribute::new("num_outputs", g.len() as i64)?];
-        b.graph.add_node(Node::new("Split", ONNX_DOMAIN, format!("split_{gi}"), [format!("pred_{gi}")], rows, attrs)?)?;
+        let attrs = [
+            Attribute::new("axis", 0i64)?,
+            Attribute::new("num_outputs", g.len() as i64)?,
+        ];
+        b.graph.add_node(Node::new(
+            "Split",
+            ONNX_DOMAIN,
+            format!("split_{gi}"),
+            [format!("pred_{gi}")],
+            rows,
+            attrs,
+        )?)?;
     }
     b.flip("row2", "u2")?;
     b.flip("row3", "c2")?;
@@ -204,7 +261,11 @@ pub fn update_graph(d: Dims, k: usize) -> ort::Result<Model> {
 /// z_next = z + std·eps: the re-injection, and (from z = 0) the initial latents eps·σ_init.
 pub fn inject_graph(d: Dims) -> ort::Result<Model> {
     let lat = d.latents();
-    let mut b = Builder::new(&io(&[("z", &lat), ("eps", &lat), ("std", &[1])]), &io(&[("z_next", &lat)]), d.frames)?;
+    let mut b = Builder::new(
+        &io(&[("z", &lat), ("eps", &lat), ("std", &[1])]),
+        &io(&[("z_next", &lat)]),
+        d.frames,
+    )?;
     b.op("Mul", &["eps", "std"], "noise", vec![])?;
     b.op("Add", &["z", "noise"], "z_next", vec![])?;
     b.finish()
@@ -260,11 +321,17 @@ pub(super) struct LoopConstants<'a> {
 pub const DEVICE_LOOP_STAGE: &str = "denoise (latents on device)";
 
 fn fail(e: ort::Error) -> PipelineError {
-    PipelineError::Inference { stage: DEVICE_LOOP_STAGE, message: e.to_string() }
+    PipelineError::Inference {
+        stage: DEVICE_LOOP_STAGE,
+        message: e.to_string(),
+    }
 }
 
 fn host_tensor(shape: &[i64], data: &[f32]) -> ort::Result<Tensor<f32>> {
-    Tensor::from_array((shape.iter().map(|&v| v as usize).collect::<Vec<_>>(), data.to_vec()))
+    Tensor::from_array((
+        shape.iter().map(|&v| v as usize).collect::<Vec<_>>(),
+        data.to_vec(),
+    ))
 }
 
 impl DeviceLoop {
@@ -279,7 +346,10 @@ impl DeviceLoop {
     ) -> Result<Self, PipelineError> {
         if std::env::var("SVD_INBETWEEN_TEST_FAIL").as_deref() == Ok("device-loop") {
             // Test-only hook (tests/cli.rs): proves a device-loop failure falls back to the host loop.
-            return Err(PipelineError::Inference { stage: DEVICE_LOOP_STAGE, message: "test failure requested by SVD_INBETWEEN_TEST_FAIL".into() });
+            return Err(PipelineError::Inference {
+                stage: DEVICE_LOOP_STAGE,
+                message: "test failure requested by SVD_INBETWEEN_TEST_FAIL".into(),
+            });
         }
         let allocator = if *device == AllocationDevice::CPU {
             Allocator::default()
@@ -287,38 +357,84 @@ impl DeviceLoop {
             Allocator::new(unet, crate::runtime::cuda_memory().map_err(fail)?).map_err(fail)?
         };
         let lat = dims.latents();
-        let z = [Tensor::<f32>::new(&allocator, lat).map_err(fail)?, Tensor::<f32>::new(&allocator, lat).map_err(fail)?];
+        let z = [
+            Tensor::<f32>::new(&allocator, lat).map_err(fail)?,
+            Tensor::<f32>::new(&allocator, lat).map_err(fail)?,
+        ];
         let groups = call_groups(consts.k);
         let mut samples = Vec::new();
         let mut preds = Vec::new();
         for g in groups {
-            samples.push(Tensor::<f32>::new(&allocator, dims.rows(8, g.len() as i64)).map_err(fail)?);
+            samples
+                .push(Tensor::<f32>::new(&allocator, dims.rows(8, g.len() as i64)).map_err(fail)?);
             preds.push(Tensor::<f32>::new(&allocator, dims.rows(4, g.len() as i64)).map_err(fail)?);
         }
 
         // Host-side constants: ORT copies them to the device once, at bind time.
         let mut prepare = sessions.prepare.create_binding().map_err(fail)?;
         let mut update = sessions.update.create_binding().map_err(fail)?;
-        let unet_output = unet.outputs().first().map(|o| o.name().to_string()).unwrap_or_else(|| "noise_pred".into());
+        let unet_output = unet
+            .outputs()
+            .first()
+            .map(|o| o.name().to_string())
+            .unwrap_or_else(|| "noise_pred".into());
         let mut unet_bindings = Vec::new();
         for (gi, (g, c)) in groups.iter().zip(&consts.groups).enumerate() {
             let n = g.len() as i64;
-            prepare.bind_input(format!("cond_{gi}"), &host_tensor(&dims.rows(4, n), &c.cond_rows).map_err(fail)?).map_err(fail)?;
-            prepare.bind_output(format!("sample_{gi}"), &mut samples[gi]).map_err(fail)?;
+            prepare
+                .bind_input(
+                    format!("cond_{gi}"),
+                    &host_tensor(&dims.rows(4, n), &c.cond_rows).map_err(fail)?,
+                )
+                .map_err(fail)?;
+            prepare
+                .bind_output(format!("sample_{gi}"), &mut samples[gi])
+                .map_err(fail)?;
             let mut ub = unet.create_binding().map_err(fail)?;
-            ub.bind_input("encoder_hidden_states", &host_tensor(&[n, 1, consts.embed_dim as i64], &c.encoder_hidden_states).map_err(fail)?).map_err(fail)?;
-            ub.bind_input("added_time_ids", &host_tensor(&[n, 3], &c.added_time_ids).map_err(fail)?).map_err(fail)?;
-            ub.bind_output(unet_output.as_str(), &mut preds[gi]).map_err(fail)?;
+            ub.bind_input(
+                "encoder_hidden_states",
+                &host_tensor(&[n, 1, consts.embed_dim as i64], &c.encoder_hidden_states)
+                    .map_err(fail)?,
+            )
+            .map_err(fail)?;
+            ub.bind_input(
+                "added_time_ids",
+                &host_tensor(&[n, 3], &c.added_time_ids).map_err(fail)?,
+            )
+            .map_err(fail)?;
+            ub.bind_output(unet_output.as_str(), &mut preds[gi])
+                .map_err(fail)?;
             unet_bindings.push(ub);
         }
         let pf = dims.per_frame();
-        update.bind_input("g_fwd", &host_tensor(&pf, consts.g_fwd).map_err(fail)?).map_err(fail)?;
-        update.bind_input("g_rev", &host_tensor(&pf, &consts.g_rev_by_output_frame).map_err(fail)?).map_err(fail)?;
-        update.bind_input("w_fwd", &host_tensor(&pf, consts.w_fwd).map_err(fail)?).map_err(fail)?;
-        update.bind_input("w_rev", &host_tensor(&pf, &consts.w_rev).map_err(fail)?).map_err(fail)?;
+        update
+            .bind_input("g_fwd", &host_tensor(&pf, consts.g_fwd).map_err(fail)?)
+            .map_err(fail)?;
+        update
+            .bind_input(
+                "g_rev",
+                &host_tensor(&pf, &consts.g_rev_by_output_frame).map_err(fail)?,
+            )
+            .map_err(fail)?;
+        update
+            .bind_input("w_fwd", &host_tensor(&pf, consts.w_fwd).map_err(fail)?)
+            .map_err(fail)?;
+        update
+            .bind_input("w_rev", &host_tensor(&pf, &consts.w_rev).map_err(fail)?)
+            .map_err(fail)?;
 
         let inject = sessions.inject.create_binding().map_err(fail)?;
-        Ok(Self { dims, z, current: 0, samples, preds, prepare, update, inject, unet: unet_bindings })
+        Ok(Self {
+            dims,
+            z,
+            current: 0,
+            samples,
+            preds,
+            prepare,
+            update,
+            inject,
+            unet: unet_bindings,
+        })
     }
 
     fn swap(&mut self) {
@@ -326,18 +442,40 @@ impl DeviceLoop {
     }
 
     /// z ← base + std·eps, where base is the current latents, or zero for the initial latents.
-    pub fn inject(&mut self, session: &mut Session, eps: Vec<f32>, std: f32, from_zero: bool, opts: &RunOptions) -> Result<(), PipelineError> {
+    pub fn inject(
+        &mut self,
+        session: &mut Session,
+        eps: Vec<f32>,
+        std: f32,
+        from_zero: bool,
+        opts: &RunOptions,
+    ) -> Result<(), PipelineError> {
         let lat = self.dims.latents();
         if from_zero {
-            self.inject.bind_input("z", &host_tensor(&lat, &vec![0.0f32; eps.len()]).map_err(fail)?).map_err(fail)?;
+            self.inject
+                .bind_input(
+                    "z",
+                    &host_tensor(&lat, &vec![0.0f32; eps.len()]).map_err(fail)?,
+                )
+                .map_err(fail)?;
         } else {
-            self.inject.bind_input("z", &self.z[self.current]).map_err(fail)?;
+            self.inject
+                .bind_input("z", &self.z[self.current])
+                .map_err(fail)?;
         }
-        self.inject.bind_input("eps", &host_tensor(&lat, &eps).map_err(fail)?).map_err(fail)?;
-        self.inject.bind_input("std", &scalar(std).map_err(fail)?).map_err(fail)?;
+        self.inject
+            .bind_input("eps", &host_tensor(&lat, &eps).map_err(fail)?)
+            .map_err(fail)?;
+        self.inject
+            .bind_input("std", &scalar(std).map_err(fail)?)
+            .map_err(fail)?;
         let next = self.current ^ 1;
-        self.inject.bind_output("z_next", &mut self.z[next]).map_err(fail)?;
-        session.run_binding_with_options(&self.inject, opts).map_err(fail)?;
+        self.inject
+            .bind_output("z_next", &mut self.z[next])
+            .map_err(fail)?;
+        session
+            .run_binding_with_options(&self.inject, opts)
+            .map_err(fail)?;
         self.swap();
         Ok(())
     }
@@ -355,9 +493,16 @@ impl DeviceLoop {
         opts: &RunOptions,
         calls: &mut Calls<'_>,
     ) -> Result<(), PipelineError> {
-        self.prepare.bind_input("z", &self.z[self.current]).map_err(fail)?;
-        self.prepare.bind_input("divisor", &scalar(divisor).map_err(fail)?).map_err(fail)?;
-        sessions.prepare.run_binding_with_options(&self.prepare, opts).map_err(fail)?;
+        self.prepare
+            .bind_input("z", &self.z[self.current])
+            .map_err(fail)?;
+        self.prepare
+            .bind_input("divisor", &scalar(divisor).map_err(fail)?)
+            .map_err(fail)?;
+        sessions
+            .prepare
+            .run_binding_with_options(&self.prepare, opts)
+            .map_err(fail)?;
 
         let t = scalar(timestep).map_err(fail)?;
         for (binding, sample) in self.unet.iter_mut().zip(&self.samples) {
@@ -369,16 +514,27 @@ impl DeviceLoop {
         }
 
         let [c_out, s2, sigma, dt] = euler;
-        self.update.bind_input("z", &self.z[self.current]).map_err(fail)?;
+        self.update
+            .bind_input("z", &self.z[self.current])
+            .map_err(fail)?;
         for (gi, pred) in self.preds.iter().enumerate() {
-            self.update.bind_input(format!("pred_{gi}"), pred).map_err(fail)?;
+            self.update
+                .bind_input(format!("pred_{gi}"), pred)
+                .map_err(fail)?;
         }
         for (name, v) in [("c_out", c_out), ("s2", s2), ("sigma", sigma), ("dt", dt)] {
-            self.update.bind_input(name, &scalar(v).map_err(fail)?).map_err(fail)?;
+            self.update
+                .bind_input(name, &scalar(v).map_err(fail)?)
+                .map_err(fail)?;
         }
         let next = self.current ^ 1;
-        self.update.bind_output("z_next", &mut self.z[next]).map_err(fail)?;
-        sessions.update.run_binding_with_options(&self.update, opts).map_err(fail)?;
+        self.update
+            .bind_output("z_next", &mut self.z[next])
+            .map_err(fail)?;
+        sessions
+            .update
+            .run_binding_with_options(&self.update, opts)
+            .map_err(fail)?;
         self.swap();
         Ok(())
     }
@@ -395,6 +551,10 @@ impl DeviceLoop {
 
     /// Where the loop's buffers are ("Cpu" or "Cuda"), as ONNX Runtime reports it.
     pub fn buffers_device(&self) -> String {
-        self.z[self.current].memory_info().allocation_device().as_str().to_string()
+        self.z[self.current]
+            .memory_info()
+            .allocation_device()
+            .as_str()
+            .to_string()
     }
 }

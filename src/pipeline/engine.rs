@@ -10,15 +10,23 @@ use ort::memory::AllocationDevice;
 use ort::session::{RunOptions, Session};
 use ort::value::Tensor;
 
-use super::device::{DeviceLoop, Dims, GroupConstants, LoopConstants, SamplerPlacement, SamplerSessions, call_groups, inject_graph, is_reverse_row, prepare_graph, row_condition, update_graph};
+use super::device::DEVICE_LOOP_STAGE;
+use super::device::{
+    DeviceLoop, Dims, GroupConstants, LoopConstants, SamplerPlacement, SamplerSessions,
+    call_groups, inject_graph, is_reverse_row, prepare_graph, row_condition, update_graph,
+};
 use super::manifest::{VerifiedManifest, load_and_verify};
 use super::noise::{NoiseSource, NoiseStream};
 use super::preprocess::{clip_pixels, to_planar_pm1};
-use super::schedule::{euler_v_coefficients, euler_v_step, input_divisor, guidance_and_weights, init_noise_sigma, karras_sigmas, reinjection_std, timestep};
-use super::device::DEVICE_LOOP_STAGE;
+use super::schedule::{
+    euler_v_coefficients, euler_v_step, guidance_and_weights, init_noise_sigma, input_divisor,
+    karras_sigmas, reinjection_std, timestep,
+};
 use super::{GenerateParams, PipelineError};
 use crate::image::ImageF32;
-use crate::runtime::{self, DevicePreference, ProviderInfo, RuntimeError, RuntimeInfo, SessionOptions, SessionSource};
+use crate::runtime::{
+    self, DevicePreference, ProviderInfo, RuntimeError, RuntimeInfo, SessionOptions, SessionSource,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Stage {
@@ -70,7 +78,13 @@ impl CancelToken {
 
     pub fn cancel(&self) {
         self.inner.cancelled.store(true, Ordering::SeqCst);
-        if let Some(opts) = self.inner.running.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(opts) = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             let _ = opts.terminate();
         }
     }
@@ -80,7 +94,11 @@ impl CancelToken {
     }
 
     fn check(&self) -> Result<(), PipelineError> {
-        if self.is_cancelled() { Err(PipelineError::Cancelled) } else { Ok(()) }
+        if self.is_cancelled() {
+            Err(PipelineError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -138,15 +156,21 @@ pub struct LoadOptions {
 
 /// Conditioning computed once per generation.
 struct Conditioning {
-    emb: [Vec<f32>; 2],     // CLIP embeddings of A and B, (D,)
-    latents: [Vec<f32>; 2], // VAE mode latents of A and B, (4,h,w)
+    emb: [Vec<f32>; 2],       // CLIP embeddings of A and B, (D,)
+    latents: [Vec<f32>; 2],   // VAE mode latents of A and B, (4,h,w)
     added_time_ids: [f32; 3], // [fps − 1, motion bucket, noise aug]: SVD was trained on fps − 1
 }
 
 impl Engine {
     /// Verifies the package (manifest + sha256 of every file) and opens its four sessions.
     pub fn load(dir: &Path, device: DevicePreference) -> Result<Self, PipelineError> {
-        Self::load_with(dir, &LoadOptions { device, ..Default::default() })
+        Self::load_with(
+            dir,
+            &LoadOptions {
+                device,
+                ..Default::default()
+            },
+        )
     }
 
     pub fn load_with(dir: &Path, o: &LoadOptions) -> Result<Self, PipelineError> {
@@ -164,17 +188,41 @@ impl Engine {
             (false, _) => ks[0],
         };
         let (env, info) = runtime::environment(o.ort_library.as_deref())?;
-        let unet_options = SessionOptions { profile_prefix: o.profile_unet.clone() };
+        let unet_options = SessionOptions {
+            profile_prefix: o.profile_unet.clone(),
+        };
         let unet_path = package.model_path("unet");
-        let (unet, provider) = runtime::create_session_from(env, &SessionSource::File(&unet_path), o.device, &unet_options)?;
+        let (unet, provider) = runtime::create_session_from(
+            env,
+            &SessionSource::File(&unet_path),
+            o.device,
+            &unet_options,
+        )?;
         // The UNet decides where the work happens. The encoders and the decoder follow it with the user's
         // preference (Auto lets one of them fall back to the CPU, which only costs copies); the sampler graphs must
         // be on exactly its provider, since they work on its buffers, and when they cannot the host loop runs.
-        let (small, graphs) = if provider.is_cuda() { (o.device, DevicePreference::Cuda) } else { (DevicePreference::Cpu, DevicePreference::Cpu) };
-        let open_small = |role: &str| runtime::create_session(env, &package.model_path(role), small).map(|(s, _)| Mutex::new(s));
-        let dims = Dims { frames: package.manifest.num_frames, h: package.manifest.height / 8, w: package.manifest.width / 8 };
+        let (small, graphs) = if provider.is_cuda() {
+            (o.device, DevicePreference::Cuda)
+        } else {
+            (DevicePreference::Cpu, DevicePreference::Cpu)
+        };
+        let open_small = |role: &str| {
+            runtime::create_session(env, &package.model_path(role), small)
+                .map(|(s, _)| Mutex::new(s))
+        };
+        let dims = Dims {
+            frames: package.manifest.num_frames,
+            h: package.manifest.height / 8,
+            w: package.manifest.width / 8,
+        };
         let open_graph = |label: &str, build: &dyn Fn() -> ort::Result<ort::editor::Model>| {
-            runtime::create_session_from(env, &SessionSource::Built { label, build }, graphs, &SessionOptions::default()).map(|(s, _)| s)
+            runtime::create_session_from(
+                env,
+                &SessionSource::Built { label, build },
+                graphs,
+                &SessionOptions::default(),
+            )
+            .map(|(s, _)| s)
         };
         let sampler = (|| -> Result<SamplerSessions, RuntimeError> {
             Ok(SamplerSessions {
@@ -225,7 +273,10 @@ impl Engine {
         let mut unet = self.unet.lock().unwrap_or_else(|p| p.into_inner());
         unet.end_profiling()
             .map(PathBuf::from)
-            .map_err(|e| PipelineError::Inference { stage: "profiling", message: e.to_string() })
+            .map_err(|e| PipelineError::Inference {
+                stage: "profiling",
+                message: e.to_string(),
+            })
     }
 
     pub fn manifest(&self) -> &super::manifest::Manifest {
@@ -270,25 +321,46 @@ impl Engine {
                 )));
             }
         }
-        let opts = Arc::new(RunOptions::new().map_err(|e| PipelineError::Inference { stage: "setup", message: e.to_string() })?);
-        *cancel.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&opts));
+        let opts = Arc::new(RunOptions::new().map_err(|e| PipelineError::Inference {
+            stage: "setup",
+            message: e.to_string(),
+        })?);
+        *cancel
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&opts));
         let on_device = self.latents_on_device();
-        let mut result = self.generate_inner(from, to, params, noise, save_noise, progress, cancel, &opts, on_device);
-        if let Err(PipelineError::Inference { stage: DEVICE_LOOP_STAGE, message }) = &result {
+        let mut result = self.generate_inner(
+            from, to, params, noise, save_noise, progress, cancel, &opts, on_device,
+        );
+        if let Err(PipelineError::Inference {
+            stage: DEVICE_LOOP_STAGE,
+            message,
+        }) = &result
+        {
             if !cancel.is_cancelled() {
                 // The device loop is the newer, GPU-only path; a failure there costs a slower generation, not
                 // the frames. Same noise, same arithmetic, so the same result up to float rounding.
                 let why = message.clone();
-                log::warn!("the on-device denoising loop failed ({why}); generating again with the latents on the host");
+                log::warn!(
+                    "the on-device denoising loop failed ({why}); generating again with the latents on the host"
+                );
                 result = self
-                    .generate_inner(from, to, params, noise, save_noise, progress, cancel, &opts, false)
+                    .generate_inner(
+                        from, to, params, noise, save_noise, progress, cancel, &opts, false,
+                    )
                     .map(|mut g| {
                         g.stats.latents_on = format!("host (device loop failed: {why})");
                         g
                     });
             }
         }
-        *cancel.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *cancel
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         // A terminated run surfaces as an ORT error; report it as the cancellation it is.
         match result {
             Err(_) if cancel.is_cancelled() => Err(PipelineError::Cancelled),
@@ -316,7 +388,11 @@ impl Engine {
         let mut stats = Stats::default();
         let mut rng = NoiseStream::new(noise, save_noise)?;
         cancel.check()?;
-        progress(&Progress { stage: Stage::Encode, unet_calls_done: 0, unet_calls_total: total });
+        progress(&Progress {
+            stage: Stage::Encode,
+            unet_calls_done: 0,
+            unet_calls_total: total,
+        });
 
         // 1. encode: CLIP embeddings, VAE conditioning latents (one augmentation noise shared by both keyframes)
         let t0 = Instant::now();
@@ -324,36 +400,68 @@ impl Engine {
         stats.encode_seconds = t0.elapsed().as_secs_f64();
 
         // 2. prepare: Karras σ, per-frame guidance and fusion weights, initial latents
-        let sigmas = karras_sigmas(p.steps as usize, m.scheduler.sigma_min, m.scheduler.sigma_max, m.scheduler.rho);
-        let (g_fwd, g_rev, w_fwd) = guidance_and_weights(p.fusion, p.min_guidance_scale, p.max_guidance_scale, frames);
+        let sigmas = karras_sigmas(
+            p.steps as usize,
+            m.scheduler.sigma_min,
+            m.scheduler.sigma_max,
+            m.scheduler.rho,
+        );
+        let (g_fwd, g_rev, w_fwd) =
+            guidance_and_weights(p.fusion, p.min_guidance_scale, p.max_guidance_scale, frames);
         let init_sigma = init_noise_sigma(sigmas.iter().cloned().fold(0.0, f32::max));
 
         // 3. denoise: for each (σ, σ_next): fused step; in the first ⌊ratio·steps⌋ steps, re-inject and redo it
         let t0 = Instant::now();
-        let mut calls = Calls { runs: 0, total, predictions: 0, progress: &mut *progress, cancel };
-        let schedule = Schedule { sigmas: &sigmas, g_fwd: &g_fwd, g_rev: &g_rev, w_fwd: &w_fwd, init_sigma, steps: p.steps as usize, n_inject: p.injected_steps(), rounds: p.noise_injection_steps as usize };
+        let mut calls = Calls {
+            runs: 0,
+            total,
+            predictions: 0,
+            progress: &mut *progress,
+            cancel,
+        };
+        let schedule = Schedule {
+            sigmas: &sigmas,
+            g_fwd: &g_fwd,
+            g_rev: &g_rev,
+            w_fwd: &w_fwd,
+            init_sigma,
+            steps: p.steps as usize,
+            n_inject: p.injected_steps(),
+            rounds: p.noise_injection_steps as usize,
+        };
         let z = if on_device {
-            let (z, device) = self.denoise_on_device(&schedule, &cond, &mut rng, &mut calls, opts)?;
+            let (z, device) =
+                self.denoise_on_device(&schedule, &cond, &mut rng, &mut calls, opts)?;
             stats.latents_on = format!("device ({device})");
             z
         } else {
             stats.latents_on = match &self.sampler {
-                Err(why) if self.wants_device_loop() => format!("host (device loop unavailable: {why})"),
+                Err(why) if self.wants_device_loop() => {
+                    format!("host (device loop unavailable: {why})")
+                }
                 _ => "host".into(),
             };
-            let mut z: Vec<f32> = rng.draw("init_latents", &[1, frames, 4, h, w])?.into_iter().map(|v| v * init_sigma).collect();
-            let step = |z: &mut Vec<f32>, i: usize, calls: &mut Calls<'_>| -> Result<(), PipelineError> {
-                let v = self.fused_prediction(z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts, calls)?;
-                euler_v_step(z, &v, sigmas[i], sigmas[i + 1]);
-                calls.predictions += 1;
-                Ok(())
-            };
+            let mut z: Vec<f32> = rng
+                .draw("init_latents", &[1, frames, 4, h, w])?
+                .into_iter()
+                .map(|v| v * init_sigma)
+                .collect();
+            let step =
+                |z: &mut Vec<f32>, i: usize, calls: &mut Calls<'_>| -> Result<(), PipelineError> {
+                    let v = self.fused_prediction(
+                        z, sigmas[i], &cond, &g_fwd, &g_rev, &w_fwd, opts, calls,
+                    )?;
+                    euler_v_step(z, &v, sigmas[i], sigmas[i + 1]);
+                    calls.predictions += 1;
+                    Ok(())
+                };
             for i in 0..schedule.steps {
                 step(&mut z, i, &mut calls)?;
                 if i < schedule.n_inject {
                     let std = reinjection_std(sigmas[i], sigmas[i + 1]);
                     for j in 0..schedule.rounds {
-                        let eps = rng.draw(&format!("inject_step{i}_iter{j}"), &[1, frames, 4, h, w])?;
+                        let eps =
+                            rng.draw(&format!("inject_step{i}_iter{j}"), &[1, frames, 4, h, w])?;
                         for (zi, e) in z.iter_mut().zip(&eps) {
                             *zi += e * std;
                         }
@@ -371,12 +479,29 @@ impl Engine {
 
         // 4. decode in temporal chunks
         cancel.check()?;
-        progress(&Progress { stage: Stage::Decode, unet_calls_done: runs, unet_calls_total: total });
+        progress(&Progress {
+            stage: Stage::Decode,
+            unet_calls_done: runs,
+            unet_calls_total: total,
+        });
         let t0 = Instant::now();
-        let images = self.decode(&z, p.decode_chunk_frames.unwrap_or(m.decode_chunk_frames), opts)?;
+        let images = self.decode(
+            &z,
+            p.decode_chunk_frames.unwrap_or(m.decode_chunk_frames),
+            opts,
+        )?;
         stats.decode_seconds = t0.elapsed().as_secs_f64();
-        progress(&Progress { stage: Stage::Done, unet_calls_done: runs, unet_calls_total: total });
-        Ok(Generation { frames: images, latents: z, latent_shape: [1, frames, 4, h, w], stats })
+        progress(&Progress {
+            stage: Stage::Done,
+            unet_calls_done: runs,
+            unet_calls_total: total,
+        });
+        Ok(Generation {
+            frames: images,
+            latents: z,
+            latent_shape: [1, frames, 4, h, w],
+            stats,
+        })
     }
 
     /// The denoising loop of `generate_inner` with the latents on the device (see `device.rs`): same noise draws
@@ -391,13 +516,21 @@ impl Engine {
         opts: &RunOptions,
     ) -> Result<(Vec<f32>, String), PipelineError> {
         let m = &self.package.manifest;
-        let dims = Dims { frames: m.num_frames, h: m.height / 8, w: m.width / 8 };
+        let dims = Dims {
+            frames: m.num_frames,
+            h: m.height / 8,
+            w: m.width / 8,
+        };
         let frames = dims.frames;
         let groups = call_groups(self.k)
             .iter()
             .map(|g| {
                 let (encoder_hidden_states, added_time_ids) = unet_conditioning(cond, g);
-                GroupConstants { cond_rows: cond_rows(cond, frames, g), encoder_hidden_states, added_time_ids }
+                GroupConstants {
+                    cond_rows: cond_rows(cond, frames, g),
+                    encoder_hidden_states,
+                    added_time_ids,
+                }
             })
             .collect();
         let consts = LoopConstants {
@@ -409,13 +542,29 @@ impl Engine {
             w_fwd: sch.w_fwd,
             w_rev: sch.w_fwd.iter().map(|w| 1.0 - w).collect(),
         };
-        let device = if self.provider.is_cuda() { AllocationDevice::CUDA } else { AllocationDevice::CPU };
+        let device = if self.provider.is_cuda() {
+            AllocationDevice::CUDA
+        } else {
+            AllocationDevice::CPU
+        };
         let mut unet = self.unet.lock().unwrap_or_else(|p| p.into_inner());
-        let sampler = self.sampler.as_ref().map_err(|e| PipelineError::Inference { stage: DEVICE_LOOP_STAGE, message: e.clone() })?;
+        let sampler = self
+            .sampler
+            .as_ref()
+            .map_err(|e| PipelineError::Inference {
+                stage: DEVICE_LOOP_STAGE,
+                message: e.clone(),
+            })?;
         let mut sessions = sampler.lock().unwrap_or_else(|p| p.into_inner());
         let mut lp = DeviceLoop::new(dims, &device, &sessions, &unet, &consts)?;
         let shape = [1, frames, 4, dims.h, dims.w];
-        lp.inject(&mut sessions.inject, rng.draw("init_latents", &shape)?, sch.init_sigma, true, opts)?;
+        lp.inject(
+            &mut sessions.inject,
+            rng.draw("init_latents", &shape)?,
+            sch.init_sigma,
+            true,
+            opts,
+        )?;
         for i in 0..sch.steps {
             let (sigma, sigma_next) = (sch.sigmas[i], sch.sigmas[i + 1]);
             let (c_out, s2, dt) = euler_v_coefficients(sigma, sigma_next);
@@ -424,16 +573,37 @@ impl Engine {
             for j in 0..=rounds {
                 if j > 0 {
                     let eps = rng.draw(&format!("inject_step{i}_iter{}", j - 1), &shape)?;
-                    lp.inject(&mut sessions.inject, eps, reinjection_std(sigma, sigma_next), false, opts)?;
+                    lp.inject(
+                        &mut sessions.inject,
+                        eps,
+                        reinjection_std(sigma, sigma_next),
+                        false,
+                        opts,
+                    )?;
                 }
-                lp.step(&mut sessions, &mut unet, input_divisor(sigma), timestep(sigma), euler, opts, calls)?;
+                lp.step(
+                    &mut sessions,
+                    &mut unet,
+                    input_divisor(sigma),
+                    timestep(sigma),
+                    euler,
+                    opts,
+                    calls,
+                )?;
                 calls.predictions += 1;
             }
         }
         Ok((lp.download()?, lp.buffers_device()))
     }
 
-    fn encode(&self, from: &ImageF32, to: &ImageF32, p: &GenerateParams, rng: &mut NoiseStream, opts: &RunOptions) -> Result<Conditioning, PipelineError> {
+    fn encode(
+        &self,
+        from: &ImageF32,
+        to: &ImageF32,
+        p: &GenerateParams,
+        rng: &mut NoiseStream,
+        opts: &RunOptions,
+    ) -> Result<Conditioning, PipelineError> {
         let m = &self.package.manifest;
         let (hh, ww) = (m.height, m.width);
         let enc = &m.image_encoder;
@@ -442,14 +612,28 @@ impl Engine {
         for pl in &planar {
             pixels.extend(clip_pixels(pl, hh, ww, enc.size, &enc.mean, &enc.std));
         }
-        let embeds = run(&self.image_encoder, "image_encoder", opts, vec![("pixel_values", vec![2, 3, enc.size, enc.size], pixels)])?;
+        let embeds = run(
+            &self.image_encoder,
+            "image_encoder",
+            opts,
+            vec![("pixel_values", vec![2, 3, enc.size, enc.size], pixels)],
+        )?;
         let d = embeds.len() / 2;
         let aug = rng.draw("noise_aug", &[1, 3, hh, ww])?;
         let mut images = Vec::with_capacity(2 * 3 * hh * ww);
         for pl in &planar {
-            images.extend(pl.iter().zip(&aug).map(|(x, n)| x + p.noise_aug_strength * n));
+            images.extend(
+                pl.iter()
+                    .zip(&aug)
+                    .map(|(x, n)| x + p.noise_aug_strength * n),
+            );
         }
-        let lat = run(&self.vae_encoder, "vae_encoder", opts, vec![("image", vec![2, 3, hh, ww], images)])?;
+        let lat = run(
+            &self.vae_encoder,
+            "vae_encoder",
+            opts,
+            vec![("image", vec![2, 3, hh, ww], images)],
+        )?;
         let l = lat.len() / 2;
         Ok(Conditioning {
             emb: [embeds[..d].to_vec(), embeds[d..].to_vec()],
@@ -486,7 +670,11 @@ impl Engine {
                 let lat: &[f32] = row_condition(r).map_or(&zero, |c| &cond.latents[c]);
                 for f in 0..frames {
                     let src = if is_reverse_row(r) { frames - 1 - f } else { f };
-                    sample.extend(z[src * plane..(src + 1) * plane].iter().map(|v| v / divisor));
+                    sample.extend(
+                        z[src * plane..(src + 1) * plane]
+                            .iter()
+                            .map(|v| v / divisor),
+                    );
                     sample.extend_from_slice(lat);
                 }
             }
@@ -511,7 +699,12 @@ impl Engine {
         Ok(fuse_predictions(&pred, frames, g_fwd, g_rev, w_fwd))
     }
 
-    fn decode(&self, z: &[f32], chunk: usize, opts: &RunOptions) -> Result<Vec<ImageF32>, PipelineError> {
+    fn decode(
+        &self,
+        z: &[f32],
+        chunk: usize,
+        opts: &RunOptions,
+    ) -> Result<Vec<ImageF32>, PipelineError> {
         let m = &self.package.manifest;
         let (frames, h, w) = (m.num_frames, m.height / 8, m.width / 8);
         let plane = 4 * h * w;
@@ -520,8 +713,16 @@ impl Engine {
         let mut start = 0;
         while start < frames {
             let n = chunk.min(frames - start);
-            let lat: Vec<f32> = z[start * plane..(start + n) * plane].iter().map(|v| v / m.vae_scaling_factor).collect();
-            let out = run(&self.vae_decoder, "vae_decoder", opts, vec![("latents", vec![n, 4, h, w], lat)])?;
+            let lat: Vec<f32> = z[start * plane..(start + n) * plane]
+                .iter()
+                .map(|v| v / m.vae_scaling_factor)
+                .collect();
+            let out = run(
+                &self.vae_decoder,
+                "vae_decoder",
+                opts,
+                vec![("latents", vec![n, 4, h, w], lat)],
+            )?;
             let (hh, ww) = (m.height, m.width);
             for i in 0..n {
                 let mut img = ImageF32::new(ww, hh, 3);
@@ -541,7 +742,13 @@ impl Engine {
 
 /// CFG per direction, the reverse rows flipped back to forward time, and the weighted fusion: v (F,4,h,w) from the
 /// four logical rows' predictions (each (F,4,h,w), see `call_groups`). `g_rev` is indexed by reverse-time frame.
-pub fn fuse_predictions(pred: &[Vec<f32>; 4], frames: usize, g_fwd: &[f32], g_rev: &[f32], w_fwd: &[f32]) -> Vec<f32> {
+pub fn fuse_predictions(
+    pred: &[Vec<f32>; 4],
+    frames: usize,
+    g_fwd: &[f32],
+    g_rev: &[f32],
+    w_fwd: &[f32],
+) -> Vec<f32> {
     let plane = pred[0].len() / frames;
     let row = |r: usize, f: usize| &pred[r][f * plane..(f + 1) * plane];
     let mut v = vec![0.0f32; frames * plane];
@@ -575,7 +782,11 @@ impl Calls<'_> {
 
     pub(super) fn after_run(&mut self) {
         self.runs += 1;
-        (self.progress)(&Progress { stage: Stage::Denoise, unet_calls_done: self.runs, unet_calls_total: self.total });
+        (self.progress)(&Progress {
+            stage: Stage::Denoise,
+            unet_calls_done: self.runs,
+            unet_calls_total: self.total,
+        });
     }
 }
 
@@ -621,8 +832,16 @@ fn cond_rows(cond: &Conditioning, frames: usize, group: &[usize]) -> Vec<f32> {
 }
 
 /// Runs one session on named f32 inputs and returns its first output, flattened.
-fn run(session: &Mutex<Session>, stage: &'static str, opts: &RunOptions, inputs: Vec<(&'static str, Vec<usize>, Vec<f32>)>) -> Result<Vec<f32>, PipelineError> {
-    let fail = |e: ort::Error| PipelineError::Inference { stage, message: e.to_string() };
+fn run(
+    session: &Mutex<Session>,
+    stage: &'static str,
+    opts: &RunOptions,
+    inputs: Vec<(&'static str, Vec<usize>, Vec<f32>)>,
+) -> Result<Vec<f32>, PipelineError> {
+    let fail = |e: ort::Error| PipelineError::Inference {
+        stage,
+        message: e.to_string(),
+    };
     let mut values = Vec::with_capacity(inputs.len());
     for (name, shape, data) in inputs {
         values.push((name, Tensor::from_array((shape, data)).map_err(fail)?));

@@ -109,49 +109,115 @@ fn err(dir: &Path, what: impl std::fmt::Display) -> PipelineError {
 pub fn load_and_verify(dir: &Path) -> Result<VerifiedManifest, PipelineError> {
     let path = dir.join("manifest.json");
     if !dir.is_dir() {
-        return Err(err(dir, "does not exist (set the Models folder, or export one with `python -m tools.export`)"));
+        return Err(err(
+            dir,
+            "does not exist (set the Models folder, or export one with `python -m tools.export`)",
+        ));
     }
     let text = std::fs::read(&path)
         .map_err(|_| err(dir, "has no manifest.json — export a package with `python -m tools.export` (see docs/EXPORT.md)"))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&text).map_err(|e| err(dir, format!("manifest.json is not a valid model manifest: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        err(
+            dir,
+            format!("manifest.json is not a valid model manifest: {e}"),
+        )
+    })?;
     if manifest.format != FORMAT {
-        return Err(err(dir, format!("manifest format is '{}', expected '{FORMAT}'", manifest.format)));
+        return Err(err(
+            dir,
+            format!(
+                "manifest format is '{}', expected '{FORMAT}'",
+                manifest.format
+            ),
+        ));
     }
     if manifest.format_version != 1 {
-        return Err(err(dir, format!("manifest format_version {} is not supported (expected 1)", manifest.format_version)));
+        return Err(err(
+            dir,
+            format!(
+                "manifest format_version {} is not supported (expected 1)",
+                manifest.format_version
+            ),
+        ));
     }
-    if manifest.height % 64 != 0 || manifest.width % 64 != 0 || manifest.height == 0 || manifest.width == 0 {
-        return Err(err(dir, format!("model size {}x{} is not a multiple of 64", manifest.width, manifest.height)));
+    if manifest.height % 64 != 0
+        || manifest.width % 64 != 0
+        || manifest.height == 0
+        || manifest.width == 0
+    {
+        return Err(err(
+            dir,
+            format!(
+                "model size {}x{} is not a multiple of 64",
+                manifest.width, manifest.height
+            ),
+        ));
     }
     if manifest.num_frames < 2 {
-        return Err(err(dir, format!("num_frames {} must be at least 2", manifest.num_frames)));
+        return Err(err(
+            dir,
+            format!("num_frames {} must be at least 2", manifest.num_frames),
+        ));
     }
     if !manifest.fused_unet {
-        return Err(err(dir, "the UNet is not the fused bidirectional graph; re-export with `python -m tools.export`"));
+        return Err(err(
+            dir,
+            "the UNet is not the fused bidirectional graph; re-export with `python -m tools.export`",
+        ));
     }
     if manifest.unet_rows_per_direction().is_empty() {
-        return Err(err(dir, format!("UNet batch {} is not one this version runs (4, 2 or \"dynamic\"); re-export with --unet-batch 4", manifest.unet_batch)));
+        return Err(err(
+            dir,
+            format!(
+                "UNet batch {} is not one this version runs (4, 2 or \"dynamic\"); re-export with --unet-batch 4",
+                manifest.unet_batch
+            ),
+        ));
     }
     for role in MODEL_ROLES {
-        let entry = manifest.models.get(role).ok_or_else(|| err(dir, format!("manifest lists no '{role}' model")))?;
+        let entry = manifest
+            .models
+            .get(role)
+            .ok_or_else(|| err(dir, format!("manifest lists no '{role}' model")))?;
         if !manifest.files.contains_key(&entry.file) {
-            return Err(err(dir, format!("manifest has no checksum for {}", entry.file)));
+            return Err(err(
+                dir,
+                format!("manifest has no checksum for {}", entry.file),
+            ));
         }
     }
     for (name, entry) in &manifest.files {
         let p = dir.join(name);
-        let meta = std::fs::metadata(&p).map_err(|_| err(dir, format!("{name} is missing (re-export or re-copy the package)")))?;
+        let meta = std::fs::metadata(&p).map_err(|_| {
+            err(
+                dir,
+                format!("{name} is missing (re-export or re-copy the package)"),
+            )
+        })?;
         if meta.len() != entry.bytes {
-            return Err(err(dir, format!("{name} has {} bytes, manifest says {} (incomplete copy?)", meta.len(), entry.bytes)));
+            return Err(err(
+                dir,
+                format!(
+                    "{name} has {} bytes, manifest says {} (incomplete copy?)",
+                    meta.len(),
+                    entry.bytes
+                ),
+            ));
         }
         let got = sha256_file(&p).map_err(|e| err(dir, format!("cannot read {name}: {e}")))?;
         if got != entry.sha256 {
-            return Err(err(dir, format!("{name} is corrupt: sha256 {got} does not match the manifest")));
+            return Err(err(
+                dir,
+                format!("{name} is corrupt: sha256 {got} does not match the manifest"),
+            ));
         }
     }
     let sha256 = hex::encode(Sha256::digest(&text));
-    Ok(VerifiedManifest { dir: dir.to_path_buf(), manifest, sha256 })
+    Ok(VerifiedManifest {
+        dir: dir.to_path_buf(),
+        manifest,
+        sha256,
+    })
 }
 
 pub fn sha256_file(p: &Path) -> std::io::Result<String> {

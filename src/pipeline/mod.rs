@@ -11,7 +11,9 @@ pub mod schedule;
 use thiserror::Error;
 
 pub use device::SamplerPlacement;
-pub use engine::{CancelToken, Engine, Generation, LoadOptions, Progress, Stage, Stats, fuse_predictions};
+pub use engine::{
+    CancelToken, Engine, Generation, LoadOptions, Progress, Stage, Stats, fuse_predictions,
+};
 pub use noise::NoiseSource;
 pub use schedule::Fusion;
 
@@ -24,7 +26,10 @@ pub enum PipelineError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("ONNX Runtime failed in {stage}: {message}")]
-    Inference { stage: &'static str, message: String },
+    Inference {
+        stage: &'static str,
+        message: String,
+    },
     #[error("invalid input: {0}")]
     Input(String),
     #[error("noise: {0}")]
@@ -75,7 +80,10 @@ impl GenerateParams {
             return bad("steps must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.noise_injection_ratio) {
-            return bad(format!("noise injection ratio {} is outside [0, 1]", self.noise_injection_ratio));
+            return bad(format!(
+                "noise injection ratio {} is outside [0, 1]",
+                self.noise_injection_ratio
+            ));
         }
         for (name, v) in [
             ("motion bucket", self.motion_bucket_id),
@@ -101,7 +109,8 @@ impl GenerateParams {
 
     /// The first ⌊ratio·steps⌋ steps get noise re-injection rounds.
     pub fn injected_steps(&self) -> usize {
-        ((self.steps as f64 * self.noise_injection_ratio as f64).floor() as usize).min(self.steps as usize)
+        ((self.steps as f64 * self.noise_injection_ratio as f64).floor() as usize)
+            .min(self.steps as usize)
     }
 }
 
@@ -117,10 +126,22 @@ mod tests {
 
     #[test]
     fn validation_messages() {
-        let p = GenerateParams { steps: 0, ..Default::default() };
-        assert_eq!(p.validate().unwrap_err().to_string(), "invalid input: steps must be at least 1");
-        let p = GenerateParams { noise_injection_ratio: 1.5, ..Default::default() };
-        assert_eq!(p.validate().unwrap_err().to_string(), "invalid input: noise injection ratio 1.5 is outside [0, 1]");
+        let p = GenerateParams {
+            steps: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            p.validate().unwrap_err().to_string(),
+            "invalid input: steps must be at least 1"
+        );
+        let p = GenerateParams {
+            noise_injection_ratio: 1.5,
+            ..Default::default()
+        };
+        assert_eq!(
+            p.validate().unwrap_err().to_string(),
+            "invalid input: noise injection ratio 1.5 is outside [0, 1]"
+        );
         assert!(GenerateParams::default().validate().is_ok());
     }
 }

@@ -21,7 +21,14 @@ pub fn to_planar_pm1(img: &ImageF32) -> Vec<f32> {
 }
 
 /// CLIP `pixel_values` (3, size, size) for one keyframe given as planar [-1,1] (3, H, W).
-pub fn clip_pixels(planar_pm1: &[f32], h: usize, w: usize, size: usize, mean: &[f32; 3], std: &[f32; 3]) -> Vec<f32> {
+pub fn clip_pixels(
+    planar_pm1: &[f32],
+    h: usize,
+    w: usize,
+    size: usize,
+    mean: &[f32; 3],
+    std: &[f32; 3],
+) -> Vec<f32> {
     let resized = resize_with_antialiasing(planar_pm1, 3, h, w, size, size);
     let mut out = resized;
     let plane = size * size;
@@ -36,7 +43,14 @@ pub fn clip_pixels(planar_pm1: &[f32], h: usize, w: usize, size: usize, mean: &[
 /// diffusers' `_resize_with_antialiasing`: a separable Gaussian blur (σ = max((factor−1)/2, 0.001), kernel
 /// int(max(4σ, 3)) made odd, reflect padding; x first, then y) followed by PyTorch's bicubic interpolation
 /// with align_corners=True.
-pub fn resize_with_antialiasing(src: &[f32], channels: usize, h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+pub fn resize_with_antialiasing(
+    src: &[f32],
+    channels: usize,
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Vec<f32> {
     let (fy, fx) = (h as f64 / out_h as f64, w as f64 / out_w as f64);
     let sy = ((fy - 1.0) / 2.0).max(0.001) as f32;
     let sx = ((fx - 1.0) / 2.0).max(0.001) as f32;
@@ -50,7 +64,14 @@ pub fn resize_with_antialiasing(src: &[f32], channels: usize, h: usize, w: usize
     for c in 0..channels {
         let plane = &src[c * h * w..(c + 1) * h * w];
         blur_axis(plane, &mut tmp, w, h, &gx, Axis::X);
-        blur_axis(&tmp, &mut blurred[c * h * w..(c + 1) * h * w], w, h, &gy, Axis::Y);
+        blur_axis(
+            &tmp,
+            &mut blurred[c * h * w..(c + 1) * h * w],
+            w,
+            h,
+            &gy,
+            Axis::Y,
+        );
     }
     bicubic_align_corners(&blurred, channels, h, w, out_h, out_w)
 }
@@ -82,7 +103,9 @@ fn blur_axis(src: &[f32], dst: &mut [f32], w: usize, h: usize, kernel: &[f32], a
 
 fn gaussian_kernel(size: usize, sigma: f32) -> Vec<f32> {
     let half = (size / 2) as f32;
-    let g: Vec<f32> = (0..size).map(|i| (-((i as f32 - half).powi(2)) / (2.0 * sigma * sigma)).exp()).collect();
+    let g: Vec<f32> = (0..size)
+        .map(|i| (-((i as f32 - half).powi(2)) / (2.0 * sigma * sigma)).exp())
+        .collect();
     let sum: f32 = g.iter().sum();
     g.into_iter().map(|v| v / sum).collect()
 }
@@ -114,8 +137,21 @@ fn cubic_weights(t: f32) -> [f32; 4] {
 
 /// PyTorch `interpolate(mode="bicubic", align_corners=True)`: source coordinate = dst·(in−1)/(out−1), four taps
 /// with clamped indices, rows interpolated first and then combined along y.
-pub fn bicubic_align_corners(src: &[f32], channels: usize, h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
-    let scale = |inp: usize, out: usize| if out > 1 { (inp as f32 - 1.0) / (out as f32 - 1.0) } else { 0.0 };
+pub fn bicubic_align_corners(
+    src: &[f32],
+    channels: usize,
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Vec<f32> {
+    let scale = |inp: usize, out: usize| {
+        if out > 1 {
+            (inp as f32 - 1.0) / (out as f32 - 1.0)
+        } else {
+            0.0
+        }
+    };
     let (sh, sw) = (scale(h, out_h), scale(w, out_w));
     let clamp = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
     let mut out = vec![0.0f32; channels * out_h * out_w];
@@ -139,7 +175,8 @@ pub fn bicubic_align_corners(src: &[f32], channels: usize, h: usize, w: usize, o
                     }
                     *row = acc;
                 }
-                out[c * out_h * out_w + oy * out_w + ox] = rows.iter().zip(wy.iter()).map(|(r, wv)| r * wv).sum();
+                out[c * out_h * out_w + oy * out_w + ox] =
+                    rows.iter().zip(wy.iter()).map(|(r, wv)| r * wv).sum();
             }
         }
     }
@@ -175,7 +212,11 @@ mod tests {
         let src: Vec<f32> = (0..12).map(|i| i as f32).collect();
         assert_eq!(bicubic_align_corners(&src, 1, 3, 4, 3, 4), src);
         let c = vec![0.25f32; 20];
-        assert!(bicubic_align_corners(&c, 1, 4, 5, 9, 7).iter().all(|v| (v - 0.25).abs() < 1e-6));
+        assert!(
+            bicubic_align_corners(&c, 1, 4, 5, 9, 7)
+                .iter()
+                .all(|v| (v - 0.25).abs() < 1e-6)
+        );
     }
 }
 
@@ -194,15 +235,25 @@ mod golden {
             for i in 0..h {
                 for j in 0..w {
                     let (fi, fj, fk) = (i as f64, j as f64, k as f64);
-                    x[k * h * w + i * w + j] = ((0.37 * fi + 0.11 * fj + fk).sin() * (0.05 * fi * fj / 10.0 + fk).cos()) as f32;
+                    x[k * h * w + i * w + j] = ((0.37 * fi + 0.11 * fj + fk).sin()
+                        * (0.05 * fi * fj / 10.0 + fk).cos())
+                        as f32;
                 }
             }
         }
         let got = resize_with_antialiasing(&x, c, h, w, 8, 12);
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/antialias_48x80_to_8x12.npy");
-        let (shape, want) = crate::pipeline::noise::read_npy_f32(std::path::Path::new(path)).unwrap();
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/antialias_48x80_to_8x12.npy"
+        );
+        let (shape, want) =
+            crate::pipeline::noise::read_npy_f32(std::path::Path::new(path)).unwrap();
         assert_eq!(shape, vec![3, 8, 12]);
-        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(err < 1e-5, "max abs {err}");
     }
 }

@@ -7,7 +7,11 @@ pub fn karras_sigmas(steps: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> 
     let max_inv = sigma_max.powf(1.0 / rho);
     let mut out: Vec<f32> = (0..steps)
         .map(|i| {
-            let ramp = if steps == 1 { 0.0 } else { i as f64 / (steps - 1) as f64 };
+            let ramp = if steps == 1 {
+                0.0
+            } else {
+                i as f64 / (steps - 1) as f64
+            };
             (max_inv + ramp * (min_inv - max_inv)).powf(rho) as f32
         })
         .collect();
@@ -60,11 +64,21 @@ pub fn linspace(a: f32, b: f32, n: usize) -> Vec<f32> {
     }
     let step = (b - a) / (n - 1) as f32;
     let half = n / 2;
-    (0..n).map(|i| if i < half { a + step * i as f32 } else { b - step * (n - 1 - i) as f32 }).collect()
+    (0..n)
+        .map(|i| {
+            if i < half {
+                a + step * i as f32
+            } else {
+                b - step * (n - 1 - i) as f32
+            }
+        })
+        .collect()
 }
 
 /// How the forward and reverse predictions are combined (DESIGN §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Fusion {
     /// The authors' default: both directions get the symmetric guidance ((ramp + flip(ramp))/2), weights 0.5/0.5.
@@ -75,11 +89,18 @@ pub enum Fusion {
 
 /// Per-frame guidance for the forward path, the reverse path (in its own, flipped, frame order) and the forward
 /// weight of each output frame.
-pub fn guidance_and_weights(fusion: Fusion, g_min: f32, g_max: f32, frames: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn guidance_and_weights(
+    fusion: Fusion,
+    g_min: f32,
+    g_max: f32,
+    frames: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let ramp = linspace(g_min, g_max, frames);
     match fusion {
         Fusion::Average => {
-            let g: Vec<f32> = (0..frames).map(|i| (ramp[i] + ramp[frames - 1 - i]) / 2.0).collect();
+            let g: Vec<f32> = (0..frames)
+                .map(|i| (ramp[i] + ramp[frames - 1 - i]) / 2.0)
+                .collect();
             (g.clone(), g, vec![0.5; frames])
         }
         Fusion::Linear => (ramp.clone(), ramp, linspace(1.0, 0.0, frames)),
@@ -133,7 +154,18 @@ mod tests {
     fn linspace_matches_torch() {
         // torch.linspace(1, 3, 7) = [1, 1.3333334, 1.6666667, 2, 2.3333333, 2.6666665, 3]
         let l = linspace(1.0, 3.0, 7);
-        assert_eq!(l, vec![1.0, 1.333_333_4, 1.666_666_7, 2.0, 2.333_333_3, 2.666_666_7, 3.0]);
+        assert_eq!(
+            l,
+            vec![
+                1.0,
+                1.333_333_4,
+                1.666_666_7,
+                2.0,
+                2.333_333_3,
+                2.666_666_7,
+                3.0
+            ]
+        );
     }
 
     #[test]

@@ -19,11 +19,15 @@ use crate::runtime::DevicePreference;
 /// Engines by (models folder, device, low memory): sessions are expensive (seconds, GBs) and shared by all
 /// instances.
 type EngineKey = (PathBuf, DevicePreference, bool);
-static ENGINES: Lazy<Mutex<HashMap<EngineKey, Arc<Engine>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+static ENGINES: Lazy<Mutex<HashMap<EngineKey, Arc<Engine>>>> =
+    Lazy::new(|| Mutex::new(HashMap::new()));
 
 /// Generated frames of every instance; bounded by SVD_INBETWEEN_CACHE_MB (default 4096 MB).
 static CACHE: Lazy<FrameCache> = Lazy::new(|| {
-    let mb = std::env::var("SVD_INBETWEEN_CACHE_MB").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(4096);
+    let mb = std::env::var("SVD_INBETWEEN_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(4096);
     FrameCache::new(mb << 20)
 });
 
@@ -54,7 +58,9 @@ fn cache_dir(v: &Values) -> Option<PathBuf> {
     if !v.cache_folder.trim().is_empty() {
         return Some(PathBuf::from(v.cache_folder.trim()));
     }
-    std::env::var_os("SVD_INBETWEEN_CACHE").filter(|p| !p.is_empty()).map(PathBuf::from)
+    std::env::var_os("SVD_INBETWEEN_CACHE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
 }
 
 fn engine(dir: &Path, device: DevicePreference, low_memory: bool) -> PResult<Arc<Engine>> {
@@ -63,9 +69,21 @@ fn engine(dir: &Path, device: DevicePreference, low_memory: bool) -> PResult<Arc
     if let Some(e) = engines.get(&key) {
         return Ok(Arc::clone(e));
     }
-    let options = LoadOptions { device, low_memory, ..Default::default() };
-    let e = Arc::new(Engine::load_with(dir, &options).map_err(|e| PluginError::User(format!("cannot load the models: {e}")))?);
-    log::info!("models {} loaded on {} ({} UNet run(s) per step)", dir.display(), e.provider(), e.unet_runs_per_prediction());
+    let options = LoadOptions {
+        device,
+        low_memory,
+        ..Default::default()
+    };
+    let e = Arc::new(
+        Engine::load_with(dir, &options)
+            .map_err(|e| PluginError::User(format!("cannot load the models: {e}")))?,
+    );
+    log::info!(
+        "models {} loaded on {} ({} UNet run(s) per step)",
+        dir.display(),
+        e.provider(),
+        e.unet_runs_per_prediction()
+    );
     engines.insert(key, Arc::clone(&e));
     Ok(e)
 }
@@ -86,7 +104,11 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
     let (mw, mh, frames_n) = (m.width, m.height, m.num_frames);
     let from = fit_keyframe(fa, v.transfer, v.fit, mw, mh);
     let to = fit_keyframe(fb, v.transfer, v.fit, mw, mh);
-    let provider_class = if engine.provider().is_cuda() { "cuda" } else { "cpu" };
+    let provider_class = if engine.provider().is_cuda() {
+        "cuda"
+    } else {
+        "cpu"
+    };
     let key = CacheKey::compute(&KeyInput {
         manifest_sha256: engine.manifest_sha256(),
         from: &from,
@@ -99,33 +121,59 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
     let disk = cache_dir(v);
     // Waiting for the same frames from another render thread or farm process ends when the host aborts.
     let stop = || effect.abort_requested();
-    let result = CACHE.get_or_generate_or_stop(&key, disk.as_deref(), &stop, || -> Result<Frames, PipelineError> {
-        let bar = effect.progress("SVD Inbetween: generating in-between frames");
-        let cancel = CancelToken::new();
-        let mut on_progress = |p: &crate::pipeline::Progress| {
-            // The progress dialog's cancel, checked once per UNet call (the host's abort flag also is, and is
-            // watched from a helper thread that terminates the ONNX Runtime call in flight).
-            if !bar.update(p.fraction()) || effect.abort_requested() {
-                cancel.cancel();
-            }
-        };
-        let g = effect.with_abort_watcher(
-            || cancel.cancel(),
-            || engine.generate(&from, &to, &v.generate, &NoiseSource::Seeded(v.generate.seed), None, &mut on_progress, &cancel),
-        )?;
-        Ok(Frames { frames: g.frames })
-    });
+    let result = CACHE.get_or_generate_or_stop(
+        &key,
+        disk.as_deref(),
+        &stop,
+        || -> Result<Frames, PipelineError> {
+            let bar = effect.progress("SVD Inbetween: generating in-between frames");
+            let cancel = CancelToken::new();
+            let mut on_progress = |p: &crate::pipeline::Progress| {
+                // The progress dialog's cancel, checked once per UNet call (the host's abort flag also is, and is
+                // watched from a helper thread that terminates the ONNX Runtime call in flight).
+                if !bar.update(p.fraction()) || effect.abort_requested() {
+                    cancel.cancel();
+                }
+            };
+            let g = effect.with_abort_watcher(
+                || cancel.cancel(),
+                || {
+                    engine.generate(
+                        &from,
+                        &to,
+                        &v.generate,
+                        &NoiseSource::Seeded(v.generate.seed),
+                        None,
+                        &mut on_progress,
+                        &cancel,
+                    )
+                },
+            )?;
+            Ok(Frames { frames: g.frames })
+        },
+    );
     for w in CACHE.take_warnings() {
         effect.message(s::MESSAGE_WARNING, &w);
     }
     let generated = match result {
         Ok(f) => f,
-        Err(CacheError::Generate(PipelineError::Cancelled) | CacheError::StoppedWaiting) => return Err(PluginError::Cancelled),
-        Err(CacheError::Generate(e)) => return Err(PluginError::User(format!("generation failed: {e}"))),
-        Err(CacheError::Panicked(p)) => return Err(PluginError::User(format!("generation failed with an internal error: {p}"))),
+        Err(CacheError::Generate(PipelineError::Cancelled) | CacheError::StoppedWaiting) => {
+            return Err(PluginError::Cancelled);
+        }
+        Err(CacheError::Generate(e)) => {
+            return Err(PluginError::User(format!("generation failed: {e}")));
+        }
+        Err(CacheError::Panicked(p)) => {
+            return Err(PluginError::User(format!(
+                "generation failed with an internal error: {p}"
+            )));
+        }
     };
     if generated.frames.len() != frames_n {
-        return Err(PluginError::User(format!("cache entry has {} frames, the models make {frames_n}; clear the cache folder", generated.frames.len())));
+        return Err(PluginError::User(format!(
+            "cache entry has {} frames, the models make {frames_n}; clear the cache folder",
+            generated.frames.len()
+        )));
     }
     // The output time's generated frame (blend of the two nearest), back at the clip's size.
     let mixed = frame_at(&generated.frames, u, v.sampling);
@@ -134,7 +182,9 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
     let region = placement(bounds.width(), bounds.height(), mw, mh, v.fit);
     let mut out = resize(&crop(&mixed, region), bounds.width(), bounds.height());
     if v.transfer == Transfer::Linear {
-        out.data.iter_mut().for_each(|x| *x = srgb_decode(x.clamp(0.0, 1.0)));
+        out.data
+            .iter_mut()
+            .for_each(|x| *x = srgb_decode(x.clamp(0.0, 1.0)));
     }
     // Alpha from the nearest keyframe: the model only makes colour.
     let alpha_src = if u < 0.5 { fa } else { fb };
@@ -145,5 +195,8 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
             rgba.pixel_mut(x, y)[3] = a;
         }
     }
-    Ok(Frame { image: rgba, bounds })
+    Ok(Frame {
+        image: rgba,
+        bounds,
+    })
 }

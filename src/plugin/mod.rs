@@ -40,7 +40,9 @@ fn st(code: u32) -> OfxStatus {
 
 pub fn dispatch(action: &CStr, effect: Effect, in_args: PropSet, out_args: PropSet) -> OfxStatus {
     let result: PResult<OfxStatus> = match action {
-        a if a == s::ACTION_LOAD => crate::ofx::host::load_suites().map(|_| st(kOfxStatOK)).map_err(Into::into),
+        a if a == s::ACTION_LOAD => crate::ofx::host::load_suites()
+            .map(|_| st(kOfxStatOK))
+            .map_err(Into::into),
         a if a == s::ACTION_UNLOAD => Ok(st(kOfxStatOK)),
         a if a == s::ACTION_DESCRIBE => describe(effect),
         a if a == s::ACTION_DESCRIBE_IN_CONTEXT => describe_in_context(effect, in_args),
@@ -50,7 +52,9 @@ pub fn dispatch(action: &CStr, effect: Effect, in_args: PropSet, out_args: PropS
         a if a == s::ACTION_GET_ROD => region_of_definition(effect, in_args, out_args),
         a if a == s::ACTION_GET_FRAMES_NEEDED => frames_needed(effect, in_args, out_args),
         a if a == s::ACTION_IS_IDENTITY => is_identity(effect, in_args, out_args),
-        a if a == s::ACTION_BEGIN_SEQUENCE_RENDER || a == s::ACTION_END_SEQUENCE_RENDER => Ok(st(kOfxStatOK)),
+        a if a == s::ACTION_BEGIN_SEQUENCE_RENDER || a == s::ACTION_END_SEQUENCE_RENDER => {
+            Ok(st(kOfxStatOK))
+        }
         a if a == s::ACTION_RENDER => render(effect, in_args).map(|_| st(kOfxStatOK)),
         a if a == s::ACTION_PURGE_CACHES => {
             generative::purge_memory_cache();
@@ -76,14 +80,23 @@ fn describe(effect: Effect) -> PResult<OfxStatus> {
     let p = effect.props()?;
     p.set_cstrs(s::PROP_LABEL, &[c"SVD Inbetween"])?;
     p.set_cstrs(s::PROP_SHORT_LABEL, &[c"SVD Inbetween"])?;
-    p.set_cstrs(s::PROP_LONG_LABEL, &[c"SVD Inbetween (generative in-between frames)"])?;
+    p.set_cstrs(
+        s::PROP_LONG_LABEL,
+        &[c"SVD Inbetween (generative in-between frames)"],
+    )?;
     p.set_cstrs(s::IE_PLUGIN_PROP_GROUPING, &[c"Time"])?;
     p.set_cstrs(
         s::PROP_PLUGIN_DESCRIPTION,
         &[c"Generates the frames between two keyframes with Stable Video Diffusion (Generative Inbetweening, Wang et al. 2024): a forward and a reverse-motion UNet denoise together. Frame blend mode is a plain cross-fade baseline for previews."],
     )?;
-    p.set_cstrs(s::IE_PROP_SUPPORTED_CONTEXTS, &[s::CONTEXT_GENERAL, s::CONTEXT_FILTER, s::CONTEXT_TRANSITION])?;
-    p.set_cstrs(s::IE_PROP_SUPPORTED_PIXEL_DEPTHS, &[s::BIT_DEPTH_BYTE, s::BIT_DEPTH_SHORT, s::BIT_DEPTH_FLOAT])?;
+    p.set_cstrs(
+        s::IE_PROP_SUPPORTED_CONTEXTS,
+        &[s::CONTEXT_GENERAL, s::CONTEXT_FILTER, s::CONTEXT_TRANSITION],
+    )?;
+    p.set_cstrs(
+        s::IE_PROP_SUPPORTED_PIXEL_DEPTHS,
+        &[s::BIT_DEPTH_BYTE, s::BIT_DEPTH_SHORT, s::BIT_DEPTH_FLOAT],
+    )?;
     p.set_int(s::IE_PROP_TEMPORAL_CLIP_ACCESS, 0, 1)?;
     // Whole frames only: the model sees the entire keyframe, and one generation serves every frame.
     p.set_int(s::IE_PROP_SUPPORTS_TILES, 0, 0)?;
@@ -91,7 +104,10 @@ fn describe(effect: Effect) -> PResult<OfxStatus> {
     p.set_int(s::IE_PLUGIN_PROP_HOST_FRAME_THREADING, 0, 0)?;
     // Render may run on several threads and instances at once: shared state is behind locks and
     // single-flight, and generations of one key happen once.
-    p.set_cstrs(s::IE_PLUGIN_RENDER_THREAD_SAFETY, &[s::IE_RENDER_FULLY_SAFE])?;
+    p.set_cstrs(
+        s::IE_PLUGIN_RENDER_THREAD_SAFETY,
+        &[s::IE_RENDER_FULLY_SAFE],
+    )?;
     Ok(st(kOfxStatOK))
 }
 
@@ -103,7 +119,10 @@ fn describe_in_context(effect: Effect, in_args: PropSet) -> PResult<OfxStatus> {
     };
     for name in clips.iter().chain([&s::CLIP_OUTPUT]) {
         let c = effect.define_clip(name)?;
-        c.set_cstrs(s::IE_PROP_SUPPORTED_COMPONENTS, &[s::COMPONENT_RGBA, s::COMPONENT_RGB])?;
+        c.set_cstrs(
+            s::IE_PROP_SUPPORTED_COMPONENTS,
+            &[s::COMPONENT_RGBA, s::COMPONENT_RGB],
+        )?;
         c.set_int(s::IE_PROP_SUPPORTS_TILES, 0, 0)?;
         if *name != s::CLIP_OUTPUT {
             c.set_int(s::IE_PROP_TEMPORAL_CLIP_ACCESS, 0, 1)?;
@@ -125,7 +144,9 @@ fn parse_context(v: &str) -> PResult<Context> {
         "OfxImageEffectContextGeneral" => Ok(Context::General),
         "OfxImageEffectContextFilter" => Ok(Context::Filter),
         "OfxImageEffectContextTransition" => Ok(Context::Transition),
-        other => Err(PluginError::User(format!("svd-inbetween does not support the context '{other}'"))),
+        other => Err(PluginError::User(format!(
+            "svd-inbetween does not support the context '{other}'"
+        ))),
     }
 }
 
@@ -139,7 +160,10 @@ fn keyframe_interval(effect: &Effect, ctx: Context, v: &Values) -> PResult<(f64,
     match ctx {
         Context::Transition => {
             let out = effect.clip(s::CLIP_OUTPUT)?;
-            let r = out.props.get_doubles::<2>(s::IE_PROP_FRAME_RANGE).unwrap_or([0.0, 1.0]);
+            let r = out
+                .props
+                .get_doubles::<2>(s::IE_PROP_FRAME_RANGE)
+                .unwrap_or([0.0, 1.0]);
             Ok((r[0], r[1]))
         }
         _ => Ok((v.keyframe_a as f64, v.keyframe_b as f64)),
@@ -167,8 +191,14 @@ fn frames_needed(effect: Effect, in_args: PropSet, out_args: PropSet) -> PResult
         Context::Transition => {
             let from = if v.mode == Mode::FrameBlend { t } else { a };
             let to = if v.mode == Mode::FrameBlend { t } else { b };
-            out_args.set_doubles_named(&format!("{}SourceFrom", s::CLIP_PROP_FRAME_RANGE_PREFIX), &[from, from])?;
-            out_args.set_doubles_named(&format!("{}SourceTo", s::CLIP_PROP_FRAME_RANGE_PREFIX), &[to, to])?;
+            out_args.set_doubles_named(
+                &format!("{}SourceFrom", s::CLIP_PROP_FRAME_RANGE_PREFIX),
+                &[from, from],
+            )?;
+            out_args.set_doubles_named(
+                &format!("{}SourceTo", s::CLIP_PROP_FRAME_RANGE_PREFIX),
+                &[to, to],
+            )?;
         }
         _ => {
             // Exactly the two keyframes and t (identity frames read t itself).
@@ -221,7 +251,9 @@ impl Frame {
         if x < b.x1 || x >= b.x2 || y < b.y1 || y >= b.y2 {
             return [0.0; 4];
         }
-        let p = self.image.pixel((x - b.x1) as usize, (b.y2 - 1 - y) as usize);
+        let p = self
+            .image
+            .pixel((x - b.x1) as usize, (b.y2 - 1 - y) as usize);
         [p[0], p[1], p[2], p[3]]
     }
 }
@@ -246,7 +278,12 @@ fn render(effect: Effect, in_args: PropSet) -> PResult<()> {
     }
     let t = in_args.get_double(s::PROP_TIME, 0)?;
     let w = in_args.get_ints::<4>(s::IE_PROP_RENDER_WINDOW)?;
-    let window = RectI { x1: w[0], y1: w[1], x2: w[2], y2: w[3] };
+    let window = RectI {
+        x1: w[0],
+        y1: w[1],
+        x2: w[2],
+        y2: w[3],
+    };
     let ctx = context(&effect)?;
     let v = params::read(&effect, t, ctx == Context::Transition)?;
     let (a, b) = keyframe_interval(&effect, ctx, &v)?;
@@ -255,7 +292,13 @@ fn render(effect: Effect, in_args: PropSet) -> PResult<()> {
         _ => (s::CLIP_SOURCE, s::CLIP_SOURCE),
     };
     let u = match ctx {
-        Context::Transition => Some(effect.params()?.get(s::PARAM_TRANSITION)?.double_at(t)?.clamp(0.0, 1.0)),
+        Context::Transition => Some(
+            effect
+                .params()?
+                .get(s::PARAM_TRANSITION)?
+                .double_at(t)?
+                .clamp(0.0, 1.0),
+        ),
         _ => interval_position(t, a, b),
     };
     let mut out = effect.clip(s::CLIP_OUTPUT)?.output_image(t)?;
@@ -266,7 +309,11 @@ fn render(effect: Effect, in_args: PropSet) -> PResult<()> {
     };
     match v.mode {
         Mode::FrameBlend => {
-            let (ta, tb) = if ctx == Context::Transition { (t, t) } else { (a, b) };
+            let (ta, tb) = if ctx == Context::Transition {
+                (t, t)
+            } else {
+                (a, b)
+            };
             let fa = fetch_frame(&effect, from_clip, ta)?;
             let fb = fetch_frame(&effect, to_clip, tb)?;
             let uf = u as f32;

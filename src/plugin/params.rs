@@ -31,7 +31,10 @@ pub const DEVICE: &CStr = c"device";
 pub const MEMORY: &CStr = c"unetMemory";
 pub const CACHE: &CStr = c"cacheFolder";
 
-pub const MODE_OPTIONS: [&CStr; 2] = [c"Generative (Stable Video Diffusion)", c"Frame blend (preview baseline)"];
+pub const MODE_OPTIONS: [&CStr; 2] = [
+    c"Generative (Stable Video Diffusion)",
+    c"Frame blend (preview baseline)",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -63,9 +66,24 @@ pub struct Values {
 }
 
 enum Kind {
-    Int { default: i32, min: i32, max: i32, dmin: i32, dmax: i32 },
-    Double { default: f64, min: f64, max: f64, dmin: f64, dmax: f64 },
-    Choice { options: &'static [&'static CStr], default: i32 },
+    Int {
+        default: i32,
+        min: i32,
+        max: i32,
+        dmin: i32,
+        dmax: i32,
+    },
+    Double {
+        default: f64,
+        min: f64,
+        max: f64,
+        dmin: f64,
+        dmax: f64,
+    },
+    Choice {
+        options: &'static [&'static CStr],
+        default: i32,
+    },
     Dir,
 }
 
@@ -144,7 +162,13 @@ pub fn describe(ps: &ParamSet, transition: bool) -> OfxResult<()> {
             continue;
         }
         let p: PropSet = match &d.kind {
-            Kind::Int { default, min, max, dmin, dmax } => {
+            Kind::Int {
+                default,
+                min,
+                max,
+                dmin,
+                dmax,
+            } => {
                 let p = ps.define(s::PARAM_TYPE_INTEGER, d.name)?;
                 p.set_int(s::PARAM_PROP_DEFAULT, 0, *default)?;
                 p.set_int(s::PARAM_PROP_MIN, 0, *min)?;
@@ -153,7 +177,13 @@ pub fn describe(ps: &ParamSet, transition: bool) -> OfxResult<()> {
                 p.set_int(s::PARAM_PROP_DISPLAY_MAX, 0, *dmax)?;
                 p
             }
-            Kind::Double { default, min, max, dmin, dmax } => {
+            Kind::Double {
+                default,
+                min,
+                max,
+                dmin,
+                dmax,
+            } => {
                 let p = ps.define(s::PARAM_TYPE_DOUBLE, d.name)?;
                 p.set_double(s::PARAM_PROP_DEFAULT, 0, *default)?;
                 p.set_double(s::PARAM_PROP_MIN, 0, *min)?;
@@ -171,7 +201,10 @@ pub fn describe(ps: &ParamSet, transition: bool) -> OfxResult<()> {
             }
             Kind::Dir => {
                 let p = ps.define(s::PARAM_TYPE_STRING, d.name)?;
-                p.set_cstrs(s::PARAM_PROP_STRING_MODE, &[s::PARAM_STRING_IS_DIRECTORY_PATH])?;
+                p.set_cstrs(
+                    s::PARAM_PROP_STRING_MODE,
+                    &[s::PARAM_STRING_IS_DIRECTORY_PATH],
+                )?;
                 p.set_cstrs(s::PARAM_PROP_DEFAULT, &[c""])?;
                 p.set_int(s::PARAM_PROP_ANIMATES, 0, 0)?;
                 p
@@ -192,9 +225,17 @@ pub fn read(effect: &Effect, t: f64, transition: bool) -> OfxResult<Values> {
     let ps = effect.params()?;
     let int = |n: &CStr| ps.get(n)?.int_at(t);
     let dbl = |n: &CStr| ps.get(n)?.double_at(t);
-    let (a, b) = if transition { (0, 0) } else { (int(KEYFRAME_A)?, int(KEYFRAME_B)?) };
+    let (a, b) = if transition {
+        (0, 0)
+    } else {
+        (int(KEYFRAME_A)?, int(KEYFRAME_B)?)
+    };
     Ok(Values {
-        mode: if int(MODE)? == 1 { Mode::FrameBlend } else { Mode::Generative },
+        mode: if int(MODE)? == 1 {
+            Mode::FrameBlend
+        } else {
+            Mode::Generative
+        },
         keyframe_a: a,
         keyframe_b: b,
         generate: GenerateParams {
@@ -207,12 +248,28 @@ pub fn read(effect: &Effect, t: f64, transition: bool) -> OfxResult<Values> {
             noise_aug_strength: dbl(NOISE_AUG)? as f32,
             min_guidance_scale: dbl(GUIDANCE_MIN)? as f32,
             max_guidance_scale: dbl(GUIDANCE_MAX)? as f32,
-            fusion: if int(FUSION)? == 1 { Fusion::Linear } else { Fusion::Average },
+            fusion: if int(FUSION)? == 1 {
+                Fusion::Linear
+            } else {
+                Fusion::Average
+            },
             decode_chunk_frames: None,
         },
-        sampling: if int(SAMPLING)? == 1 { FrameSampling::Nearest } else { FrameSampling::Blend },
-        transfer: if int(TRANSFER)? == 1 { Transfer::Linear } else { Transfer::Srgb },
-        fit: if int(FIT)? == 1 { Fit::Stretch } else { Fit::Letterbox },
+        sampling: if int(SAMPLING)? == 1 {
+            FrameSampling::Nearest
+        } else {
+            FrameSampling::Blend
+        },
+        transfer: if int(TRANSFER)? == 1 {
+            Transfer::Linear
+        } else {
+            Transfer::Srgb
+        },
+        fit: if int(FIT)? == 1 {
+            Fit::Stretch
+        } else {
+            Fit::Letterbox
+        },
         models_folder: ps.get(MODELS)?.string_at(t)?,
         device: match int(DEVICE)? {
             1 => DevicePreference::Cuda,

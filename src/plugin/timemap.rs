@@ -36,7 +36,11 @@ pub fn generated_frames_for(u: f64, frames: usize, sampling: FrameSampling) -> [
 }
 
 /// The picture at output position `u` ∈ (0,1) from the generated frames (all the same size).
-pub fn frame_at(generated: &[crate::image::ImageF32], u: f64, sampling: FrameSampling) -> crate::image::ImageF32 {
+pub fn frame_at(
+    generated: &[crate::image::ImageF32],
+    u: f64,
+    sampling: FrameSampling,
+) -> crate::image::ImageF32 {
     let [(i0, w0), (i1, w1)] = generated_frames_for(u, generated.len(), sampling);
     let (g0, g1) = (&generated[i0], &generated[i1]);
     let mut mixed = g0.clone();
@@ -56,18 +60,32 @@ mod tests {
         assert_eq!(interval_position(20.0, 10.0, 20.0), None);
         assert_eq!(interval_position(9.0, 10.0, 20.0), None);
         assert_eq!(interval_position(15.0, 10.0, 20.0), Some(0.5));
-        assert_eq!(interval_position(15.0, 20.0, 10.0), None, "reversed keyframes have no interval");
-        assert_eq!(interval_position(15.0, 12.0, 12.0), None, "equal keyframes have no interval");
+        assert_eq!(
+            interval_position(15.0, 20.0, 10.0),
+            None,
+            "reversed keyframes have no interval"
+        );
+        assert_eq!(
+            interval_position(15.0, 12.0, 12.0),
+            None,
+            "equal keyframes have no interval"
+        );
     }
 
     #[test]
     fn generated_frame_lookup() {
         // 25 generated frames over 10 output frames: u = 0.5 → index 12 exactly
-        assert_eq!(generated_frames_for(0.5, 25, FrameSampling::Blend), [(12, 1.0), (13, 0.0)]);
+        assert_eq!(
+            generated_frames_for(0.5, 25, FrameSampling::Blend),
+            [(12, 1.0), (13, 0.0)]
+        );
         let [(i0, w0), (i1, w1)] = generated_frames_for(0.3, 7, FrameSampling::Blend); // pos 1.8
         assert_eq!((i0, i1), (1, 2));
         assert!((w0 - 0.2).abs() < 1e-6 && (w1 - 0.8).abs() < 1e-6);
-        assert_eq!(generated_frames_for(0.3, 7, FrameSampling::Nearest)[0], (2, 1.0));
+        assert_eq!(
+            generated_frames_for(0.3, 7, FrameSampling::Nearest)[0],
+            (2, 1.0)
+        );
         assert_eq!(generated_frames_for(1.0, 7, FrameSampling::Blend)[0].0, 6);
     }
 }

@@ -23,13 +23,20 @@ pub fn plugin_directory() -> Option<PathBuf> {
         return None;
     }
     // SAFETY: checked non-null above; the loader guarantees NUL termination.
-    let fname = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
+    let fname = unsafe { CStr::from_ptr(info.dli_fname) }
+        .to_string_lossy()
+        .into_owned();
     let path = std::fs::canonicalize(&fname).unwrap_or_else(|_| PathBuf::from(fname));
     path.parent().map(Path::to_path_buf)
 }
 
 fn unsafe_zeroed_dl_info() -> libc::Dl_info {
-    libc::Dl_info { dli_fname: std::ptr::null(), dli_fbase: std::ptr::null_mut(), dli_sname: std::ptr::null(), dli_saddr: std::ptr::null_mut() }
+    libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    }
 }
 
 const LIB_NAMES: [&str; 2] = ["libonnxruntime.so.1.31.1", "libonnxruntime.so"];
@@ -39,15 +46,24 @@ const LIB_NAMES: [&str; 2] = ["libonnxruntime.so.1.31.1", "libonnxruntime.so"];
 pub fn candidate_libraries(explicit: Option<&Path>) -> Vec<Candidate> {
     let mut out = Vec::new();
     if let Some(p) = explicit {
-        out.push(Candidate { path: p.to_path_buf(), origin: "explicit setting" });
+        out.push(Candidate {
+            path: p.to_path_buf(),
+            origin: "explicit setting",
+        });
     }
     if let Some(p) = std::env::var_os("SVD_INBETWEEN_ORT_LIB").filter(|v| !v.is_empty()) {
-        out.push(Candidate { path: PathBuf::from(p), origin: "SVD_INBETWEEN_ORT_LIB" });
+        out.push(Candidate {
+            path: PathBuf::from(p),
+            origin: "SVD_INBETWEEN_ORT_LIB",
+        });
     }
     if let Some(dir) = plugin_directory() {
         for sub in ["lib", "."] {
             for name in LIB_NAMES {
-                out.push(Candidate { path: dir.join(sub).join(name), origin: "next to the plugin binary" });
+                out.push(Candidate {
+                    path: dir.join(sub).join(name),
+                    origin: "next to the plugin binary",
+                });
             }
         }
     }
@@ -66,7 +82,10 @@ pub fn candidate_libraries(explicit: Option<&Path>) -> Vec<Candidate> {
                 if p.exists() {
                     // Two of the Pythons are often the same venv; list each library once.
                     if !out.iter().any(|c| c.path == p) {
-                        out.push(Candidate { path: p, origin: "pip-installed onnxruntime" });
+                        out.push(Candidate {
+                            path: p,
+                            origin: "pip-installed onnxruntime",
+                        });
                     }
                     break;
                 }

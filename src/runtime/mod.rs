@@ -23,7 +23,9 @@ pub use locate::{candidate_libraries, plugin_directory};
 
 #[derive(Debug, Error)]
 pub enum RuntimeError {
-    #[error("ONNX Runtime library not found. Tried:\n{tried}\nInstall it with `pip install onnxruntime==1.31.1` (or onnxruntime-gpu), put it in the bundle's Contents/Linux-x86-64/lib/, or set SVD_INBETWEEN_ORT_LIB to libonnxruntime.so")]
+    #[error(
+        "ONNX Runtime library not found. Tried:\n{tried}\nInstall it with `pip install onnxruntime==1.31.1` (or onnxruntime-gpu), put it in the bundle's Contents/Linux-x86-64/lib/, or set SVD_INBETWEEN_ORT_LIB to libonnxruntime.so"
+    )]
     LibraryNotFound { tried: String },
     #[error("ONNX Runtime environment could not be created: {0}")]
     Environment(String),
@@ -84,7 +86,9 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// The process-wide environment, created on first use from the first library that loads. `explicit` (a user
 /// setting) is tried first; it only has an effect on the first successful call, by ONNX Runtime's own rules.
-pub fn environment(explicit: Option<&Path>) -> Result<(&'static Environment, &'static RuntimeInfo), RuntimeError> {
+pub fn environment(
+    explicit: Option<&Path>,
+) -> Result<(&'static Environment, &'static RuntimeInfo), RuntimeError> {
     let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let loaded = RUNTIME.get_or_init(|| load(explicit));
     match loaded {
@@ -97,7 +101,11 @@ fn load(explicit: Option<&Path>) -> Result<Loaded, String> {
     let mut tried = Vec::new();
     for candidate in candidate_libraries(explicit) {
         if !candidate.path.exists() {
-            tried.push(format!("  {} ({}): no such file", candidate.path.display(), candidate.origin));
+            tried.push(format!(
+                "  {} ({}): no such file",
+                candidate.path.display(),
+                candidate.origin
+            ));
             continue;
         }
         match ort::init_from(&candidate.path) {
@@ -109,13 +117,31 @@ fn load(explicit: Option<&Path>) -> Result<Loaded, String> {
                     .map_err(|e| format!("{e}"))?;
                 env.set_log_level(LogLevel::Warning);
                 let version = ort::info().to_string();
-                log::info!("ONNX Runtime loaded from {} ({})", candidate.path.display(), candidate.origin);
-                return Ok(Loaded { env, info: RuntimeInfo { library: candidate.path, version } });
+                log::info!(
+                    "ONNX Runtime loaded from {} ({})",
+                    candidate.path.display(),
+                    candidate.origin
+                );
+                return Ok(Loaded {
+                    env,
+                    info: RuntimeInfo {
+                        library: candidate.path,
+                        version,
+                    },
+                });
             }
-            Err(e) => tried.push(format!("  {} ({}): {}", candidate.path.display(), candidate.origin, describe_load_error(&e))),
+            Err(e) => tried.push(format!(
+                "  {} ({}): {}",
+                candidate.path.display(),
+                candidate.origin,
+                describe_load_error(&e)
+            )),
         }
     }
-    Err(RuntimeError::LibraryNotFound { tried: tried.join("\n") }.to_string())
+    Err(RuntimeError::LibraryNotFound {
+        tried: tried.join("\n"),
+    }
+    .to_string())
 }
 
 /// libloading's Display for a dlopen failure is just "dlopen failed"; the useful dlerror() text is its source.
@@ -150,7 +176,11 @@ pub fn available_providers() -> Result<Vec<String>, String> {
     let status = unsafe { (api.GetAvailableProviders)(&mut list, &mut n) };
     if !status.0.is_null() {
         // SAFETY: a non-null status is a valid OrtStatus; its message lives until ReleaseStatus.
-        let msg = unsafe { std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0)).to_string_lossy().into_owned() };
+        let msg = unsafe {
+            std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0))
+                .to_string_lossy()
+                .into_owned()
+        };
         // SAFETY: releasing the status we were given, once.
         unsafe { (api.ReleaseStatus)(status.0) };
         return Err(msg);
@@ -158,7 +188,11 @@ pub fn available_providers() -> Result<Vec<String>, String> {
     let mut out = Vec::with_capacity(n.max(0) as usize);
     for i in 0..n.max(0) as usize {
         // SAFETY: i < n entries, each a NUL-terminated string owned by the array.
-        out.push(unsafe { std::ffi::CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned() });
+        out.push(unsafe {
+            std::ffi::CStr::from_ptr(*list.add(i))
+                .to_string_lossy()
+                .into_owned()
+        });
     }
     // SAFETY: the array and count exactly as GetAvailableProviders returned them, released once.
     let status = unsafe { (api.ReleaseAvailableProviders)(list, n) };
@@ -179,7 +213,10 @@ pub fn cuda_compiled_in() -> bool {
 /// failed CUDA attempt, because an editor `Model` is consumed by the attempt.
 pub enum SessionSource<'a> {
     File(&'a Path),
-    Built { label: &'a str, build: &'a dyn Fn() -> ort::Result<ort::editor::Model> },
+    Built {
+        label: &'a str,
+        build: &'a dyn Fn() -> ort::Result<ort::editor::Model>,
+    },
 }
 
 impl SessionSource<'_> {
@@ -212,8 +249,17 @@ pub struct SessionOptions {
 }
 
 /// Builds a session for one model file on the best provider `pref` allows (see [`create_session_from`]).
-pub fn create_session(env: &Environment, model: &Path, pref: DevicePreference) -> Result<(Session, ProviderInfo), RuntimeError> {
-    create_session_from(env, &SessionSource::File(model), pref, &SessionOptions::default())
+pub fn create_session(
+    env: &Environment,
+    model: &Path,
+    pref: DevicePreference,
+) -> Result<(Session, ProviderInfo), RuntimeError> {
+    create_session_from(
+        env,
+        &SessionSource::File(model),
+        pref,
+        &SessionOptions::default(),
+    )
 }
 
 /// Builds a session. With `Auto`, a CUDA failure (registration or verification) falls back to the CPU and the
@@ -227,10 +273,15 @@ pub fn create_session_from(
     options: &SessionOptions,
 ) -> Result<(Session, ProviderInfo), RuntimeError> {
     let label = source.label();
-    let session_err = |message: String| RuntimeError::Session { path: label.clone(), message };
+    let session_err = |message: String| RuntimeError::Session {
+        path: label.clone(),
+        message,
+    };
     let cpu_builder = || -> Result<_, String> {
         let b = Session::builder(env).map_err(|e| e.to_string())?;
-        let b = b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(|e| e.to_string())?;
+        let b = b
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| e.to_string())?;
         // Hosts run their own thread pools; spinning ORT workers would steal their cores between our calls.
         let b = b.with_intra_op_spinning(false).map_err(|e| e.to_string())?;
         match &options.profile_prefix {
@@ -243,7 +294,9 @@ pub fn create_session_from(
     if pref != DevicePreference::Cpu {
         let attempt = (|| -> Result<Session, String> {
             if !cuda_compiled_in() {
-                return Err("this ONNX Runtime build has no CUDA provider (install onnxruntime-gpu)".into());
+                return Err(
+                    "this ONNX Runtime build has no CUDA provider (install onnxruntime-gpu)".into(),
+                );
             }
             preload_pip_cuda().map_err(|e| describe_cuda_failure(&e))?;
             let cuda = ep::CUDA::default()
@@ -252,16 +305,26 @@ pub fn create_session_from(
                 .with_tf32(false)
                 .build()
                 .error_on_failure();
-            let b = cpu_builder()?.with_execution_providers([cuda]).map_err(|e| describe_cuda_failure(&e.to_string()))?;
+            let b = cpu_builder()?
+                .with_execution_providers([cuda])
+                .map_err(|e| describe_cuda_failure(&e.to_string()))?;
             let session = source.commit(b).map_err(|e| describe_cuda_failure(&e))?;
             verify_cuda(&session)?;
             Ok(session)
         })();
         match attempt {
             Ok(s) => {
-                return Ok((s, ProviderInfo { provider: "CUDAExecutionProvider".into(), fallback_reason: None }));
+                return Ok((
+                    s,
+                    ProviderInfo {
+                        provider: "CUDAExecutionProvider".into(),
+                        fallback_reason: None,
+                    },
+                ));
             }
-            Err(reason) if pref == DevicePreference::Cuda => return Err(RuntimeError::CudaUnavailable(reason)),
+            Err(reason) if pref == DevicePreference::Cuda => {
+                return Err(RuntimeError::CudaUnavailable(reason));
+            }
             Err(reason) => {
                 // Info, not a warning: callers show the reason (ProviderInfo) where the user looks.
                 log::info!("CUDA not used for {label}: {reason}; running on the CPU");
@@ -271,23 +334,36 @@ pub fn create_session_from(
     } else {
         fallback_reason = Some("CPU requested".into());
     }
-    let s = source.commit(cpu_builder().map_err(&session_err)?).map_err(session_err)?;
-    Ok((s, ProviderInfo { provider: "CPUExecutionProvider".into(), fallback_reason }))
+    let s = source
+        .commit(cpu_builder().map_err(&session_err)?)
+        .map_err(session_err)?;
+    Ok((
+        s,
+        ProviderInfo {
+            provider: "CPUExecutionProvider".into(),
+            fallback_reason,
+        },
+    ))
 }
 
 /// The memory a session's CUDA provider allocates from; `Allocator::new` on it fails unless that provider was
 /// really instantiated in the session.
 pub fn cuda_memory() -> ort::Result<MemoryInfo<'static>> {
-    MemoryInfo::new(AllocationDevice::CUDA, 0, AllocatorType::Device, MemoryType::Default)
+    MemoryInfo::new(
+        AllocationDevice::CUDA,
+        0,
+        AllocatorType::Device,
+        MemoryType::Default,
+    )
 }
 
 /// A committed session whose CUDA provider did not come up has no CUDA allocator: asking for one is a cheap check
 /// that needs no inference run (the silent-fallback case of pykeio/ort#567 would fail here).
 fn verify_cuda(session: &Session) -> Result<(), String> {
     let memory = cuda_memory().map_err(|e| e.to_string())?;
-    Allocator::new(session, memory)
-        .map(drop)
-        .map_err(|e| format!("the CUDA provider registered but the session has no CUDA memory ({e})"))
+    Allocator::new(session, memory).map(drop).map_err(|e| {
+        format!("the CUDA provider registered but the session has no CUDA memory ({e})")
+    })
 }
 
 /// ONNX Runtime's CUDA errors carry its source path and error-code prefix; keep the cause and add what to do.
@@ -302,7 +378,9 @@ pub fn describe_cuda_failure(raw: &str) -> String {
             "no NVIDIA driver is installed (libcuda.so.1 comes with the driver)".to_string()
         }
         Some(lib) if lib.starts_with("libcudnn") => {
-            format!("cuDNN 9 is missing ({lib}): install it, or `pip install nvidia-cudnn-cu13` next to onnxruntime-gpu")
+            format!(
+                "cuDNN 9 is missing ({lib}): install it, or `pip install nvidia-cudnn-cu13` next to onnxruntime-gpu"
+            )
         }
         Some(lib) if lib.starts_with("libonnxruntime_providers_cuda") => {
             "the onnxruntime-gpu installation is incomplete (reinstall it)".to_string()
@@ -323,15 +401,30 @@ static CUDA_PRELOAD: OnceLock<Result<(), String>> = OnceLock::new();
 fn preload_pip_cuda() -> Result<(), String> {
     CUDA_PRELOAD
         .get_or_init(|| {
-            let Some(Ok(loaded)) = RUNTIME.get() else { return Ok(()) };
+            let Some(Ok(loaded)) = RUNTIME.get() else {
+                return Ok(());
+            };
             // <site-packages>/onnxruntime/capi/libonnxruntime.so → <site-packages>/nvidia/{cu13,cudnn}/lib
-            let Some(site) = loaded.info.library.parent().and_then(Path::parent).and_then(Path::parent) else { return Ok(()) };
+            let Some(site) = loaded
+                .info
+                .library
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::parent)
+            else {
+                return Ok(());
+            };
             let (cuda, cudnn) = (site.join("nvidia/cu13/lib"), site.join("nvidia/cudnn/lib"));
             if !cuda.is_dir() || !cudnn.is_dir() {
                 return Ok(());
             }
-            log::info!("preloading CUDA from {} and cuDNN from {}", cuda.display(), cudnn.display());
-            ep::cuda::preload_dylibs(Some(&cuda), Some(&cudnn)).map_err(|e| format!("{e} (from {})", cuda.display()))
+            log::info!(
+                "preloading CUDA from {} and cuDNN from {}",
+                cuda.display(),
+                cudnn.display()
+            );
+            ep::cuda::preload_dylibs(Some(&cuda), Some(&cudnn))
+                .map_err(|e| format!("{e} (from {})", cuda.display()))
         })
         .clone()
 }
@@ -349,10 +442,20 @@ mod tests {
             "the CUDA 13 libraries are not found (libcublasLt.so.13): install CUDA 13 and cuDNN 9 on the library path, or `pip install \"onnxruntime-gpu[cuda,cudnn]==1.31.1\"` — Failed to load library /x/capi/libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open shared object file: No such file or directory"
         );
         let raw = "[ONNXRuntimeError] : 1 : FAIL : Failed to load library /x/libonnxruntime_providers_cuda.so with error: libcuda.so.1: cannot open shared object file: No such file or directory";
-        assert!(describe_cuda_failure(raw).starts_with("no NVIDIA driver is installed (libcuda.so.1 comes with the driver) — Failed to load"));
+        assert!(describe_cuda_failure(raw).starts_with(
+            "no NVIDIA driver is installed (libcuda.so.1 comes with the driver) — Failed to load"
+        ));
         let raw = "Failed to load library /x/libonnxruntime_providers_cuda.so with error: /x/libonnxruntime_providers_cuda.so: cannot open shared object file: No such file or directory";
-        assert!(describe_cuda_failure(raw).starts_with("the onnxruntime-gpu installation is incomplete"), "{}", describe_cuda_failure(raw));
+        assert!(
+            describe_cuda_failure(raw)
+                .starts_with("the onnxruntime-gpu installation is incomplete"),
+            "{}",
+            describe_cuda_failure(raw)
+        );
         // anything else passes through, trimmed
-        assert_eq!(describe_cuda_failure("  CUDA failure 100: no CUDA-capable device is detected\n"), "CUDA failure 100: no CUDA-capable device is detected");
+        assert_eq!(
+            describe_cuda_failure("  CUDA failure 100: no CUDA-capable device is detected\n"),
+            "CUDA failure 100: no CUDA-capable device is detected"
+        );
     }
 }

@@ -14,7 +14,9 @@ pub struct Placement {
 
 impl Placement {
     pub fn kernels_on(&self, provider: &str) -> usize {
-        self.by_provider.get(provider).map_or(0, |ops| ops.values().sum())
+        self.by_provider
+            .get(provider)
+            .map_or(0, |ops| ops.values().sum())
     }
 
     pub fn total(&self) -> usize {
@@ -30,39 +32,61 @@ impl Placement {
                 let n: usize = ops.values().sum();
                 let mut top: Vec<_> = ops.iter().collect();
                 top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-                let detail: Vec<String> = top.iter().take(4).map(|(op, c)| format!("{op} {c}")).collect();
+                let detail: Vec<String> = top
+                    .iter()
+                    .take(4)
+                    .map(|(op, c)| format!("{op} {c}"))
+                    .collect();
                 (n, format!("{n} on {p} ({})", detail.join(", ")))
             })
             .collect();
         parts.sort_by_key(|p| std::cmp::Reverse(p.0));
-        parts.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(", ")
+        parts
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 /// Counts the "Node" events of a profile. Each executed kernel appears once per run; `runs` of the same graph
 /// divide out, so pass the number of runs the trace covers.
 pub fn read_placement(path: &Path, runs: usize) -> Result<Placement, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read profile {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read profile {}: {e}", path.display()))?;
     parse_placement(&text, runs).map_err(|e| format!("profile {}: {e}", path.display()))
 }
 
 pub fn parse_placement(text: &str, runs: usize) -> Result<Placement, String> {
-    let events: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| format!("not a JSON trace: {e}"))?;
+    let events: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON trace: {e}"))?;
     let mut p = Placement::default();
     for ev in &events {
         if ev.get("cat").and_then(|c| c.as_str()) != Some("Node") {
             continue;
         }
         // Each kernel also has *_fence_before/after events; only *_kernel_time is the execution.
-        if !ev.get("name").and_then(|n| n.as_str()).is_some_and(|n| n.ends_with("_kernel_time")) {
+        if !ev
+            .get("name")
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| n.ends_with("_kernel_time"))
+        {
             continue;
         }
         let args = ev.get("args");
-        let field = |k: &str| args.and_then(|a| a.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+        let field = |k: &str| {
+            args.and_then(|a| a.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
         let (Some(provider), Some(op)) = (field("provider"), field("op_name")) else {
             continue;
         };
-        *p.by_provider.entry(provider).or_default().entry(op).or_default() += 1;
+        *p.by_provider
+            .entry(provider)
+            .or_default()
+            .entry(op)
+            .or_default() += 1;
     }
     let runs = runs.max(1);
     for ops in p.by_provider.values_mut() {
@@ -90,11 +114,18 @@ mod tests {
         assert_eq!(p.kernels_on("CUDAExecutionProvider"), 2);
         assert_eq!(p.kernels_on("CPUExecutionProvider"), 1);
         assert_eq!(p.total(), 3);
-        assert_eq!(p.summary(), "2 on CUDAExecutionProvider (Conv 1, MatMul 1), 1 on CPUExecutionProvider (Shape 1)");
+        assert_eq!(
+            p.summary(),
+            "2 on CUDAExecutionProvider (Conv 1, MatMul 1), 1 on CPUExecutionProvider (Shape 1)"
+        );
     }
 
     #[test]
     fn rejects_non_json() {
-        assert!(parse_placement("not json", 1).unwrap_err().starts_with("not a JSON trace"));
+        assert!(
+            parse_placement("not json", 1)
+                .unwrap_err()
+                .starts_with("not a JSON trace")
+        );
     }
 }

@@ -3,5 +3,9 @@
 fn main() {
     println!("cargo:rerun-if-changed=src/variadic.c");
     println!("cargo:rerun-if-changed=../../ofx-headers/svd_ofx.h");
-    cc::Build::new().file("src/variadic.c").include("../../ofx-headers").warnings(true).compile("ofxhostvariadic");
+    cc::Build::new()
+        .file("src/variadic.c")
+        .include("../../ofx-headers")
+        .warnings(true)
+        .compile("ofxhostvariadic");
 }

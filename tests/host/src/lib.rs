@@ -55,7 +55,17 @@ impl Props {
         }
     }
     pub fn get_strs(&self, name: &str) -> Vec<String> {
-        self.get(name).unwrap_or_default().iter().filter_map(|v| if let Value::Str(s) = v { Some(s.to_string_lossy().into_owned()) } else { None }).collect()
+        self.get(name)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| {
+                if let Value::Str(s) = v {
+                    Some(s.to_string_lossy().into_owned())
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
     pub fn get_int(&self, name: &str, i: usize) -> Option<i32> {
         match self.get(name)?.get(i)? {
@@ -65,11 +75,15 @@ impl Props {
         }
     }
     pub fn get_doubles(&self, name: &str) -> Vec<f64> {
-        self.get(name).unwrap_or_default().iter().filter_map(|v| match v {
-            Value::Double(d) => Some(*d),
-            Value::Int(i) => Some(*i as f64),
-            _ => None,
-        }).collect()
+        self.get(name)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| match v {
+                Value::Double(d) => Some(*d),
+                Value::Int(i) => Some(*i as f64),
+                _ => None,
+            })
+            .collect()
     }
     pub fn handle(&self) -> OfxPropertySetHandle {
         self as *const Props as OfxPropertySetHandle
@@ -87,7 +101,12 @@ pub struct HostConfig {
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { message_v1: true, message_v2: true, progress_v1: true, progress_v2: true }
+        Self {
+            message_v1: true,
+            message_v2: true,
+            progress_v1: true,
+            progress_v2: true,
+        }
     }
 }
 
@@ -141,8 +160,17 @@ pub struct HostImage {
 
 impl HostImage {
     pub fn new(bounds: [i32; 4], depth: Depth, components: usize, top_down: bool) -> Self {
-        let (w, h) = ((bounds[2] - bounds[0]) as usize, (bounds[3] - bounds[1]) as usize);
-        Self { bounds, depth, components, top_down, data: vec![0; w * h * components * depth.bytes()] }
+        let (w, h) = (
+            (bounds[2] - bounds[0]) as usize,
+            (bounds[3] - bounds[1]) as usize,
+        );
+        Self {
+            bounds,
+            depth,
+            components,
+            top_down,
+            data: vec![0; w * h * components * depth.bytes()],
+        }
     }
     pub fn width(&self) -> usize {
         (self.bounds[2] - self.bounds[0]) as usize
@@ -155,8 +183,13 @@ impl HostImage {
     }
     fn offset(&self, x: i32, y: i32, c: usize) -> usize {
         let row = (y - self.bounds[1]) as usize;
-        let mem_row = if self.top_down { self.height() - 1 - row } else { row };
-        mem_row * self.row_len() + ((x - self.bounds[0]) as usize * self.components + c) * self.depth.bytes()
+        let mem_row = if self.top_down {
+            self.height() - 1 - row
+        } else {
+            row
+        };
+        mem_row * self.row_len()
+            + ((x - self.bounds[0]) as usize * self.components + c) * self.depth.bytes()
     }
     /// Sample at pixel (x, y), channel c, as a float in [0,1] (byte/short normalised).
     pub fn get(&self, x: i32, y: i32, c: usize) -> f32 {
@@ -172,7 +205,8 @@ impl HostImage {
         let o = self.offset(x, y, c);
         match self.depth {
             Depth::Byte => self.data[o] = (v.clamp(0.0, 1.0) * 255.0).round() as u8,
-            Depth::Short => self.data[o..o + 2].copy_from_slice(&((v.clamp(0.0, 1.0) * 65535.0).round() as u16).to_ne_bytes()),
+            Depth::Short => self.data[o..o + 2]
+                .copy_from_slice(&((v.clamp(0.0, 1.0) * 65535.0).round() as u16).to_ne_bytes()),
             Depth::Float => self.data[o..o + 4].copy_from_slice(&v.to_ne_bytes()),
         }
     }
@@ -248,7 +282,10 @@ impl EffectObj {
     pub fn new() -> Box<Self> {
         Box::new(Self {
             props: Props::default(),
-            params: ParamSetObj { props: Props::default(), params: Mutex::new(Vec::new()) },
+            params: ParamSetObj {
+                props: Props::default(),
+                params: Mutex::new(Vec::new()),
+            },
             clips: Mutex::new(Vec::new()),
             abort: AtomicBool::new(false),
             cancel_after_updates: AtomicUsize::new(usize::MAX),
@@ -260,10 +297,21 @@ impl EffectObj {
         self as *const EffectObj as OfxImageEffectHandle
     }
     pub fn clip(&self, name: &str) -> Option<*const ClipObj> {
-        self.clips.lock().unwrap().iter().find(|c| c.name == name).map(|c| &**c as *const ClipObj)
+        self.clips
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| &**c as *const ClipObj)
     }
     pub fn param(&self, name: &str) -> Option<*const ParamObj> {
-        self.params.params.lock().unwrap().iter().find(|p| p.name == name).map(|p| &**p as *const ParamObj)
+        self.params
+            .params
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| &**p as *const ParamObj)
     }
 }
 
@@ -294,7 +342,9 @@ pub fn plugin_path() -> PathBuf {
             .expect("run cargo build for the plugin");
         assert!(status.success(), "building the plugin failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     target.join("debug/libsvd_inbetween.so")
 }
 
@@ -317,10 +367,18 @@ pub fn cstr(s: &str) -> CString {
 impl Plugin {
     pub fn load(path: &Path, config: HostConfig) -> Result<Self, String> {
         // SAFETY: loading the plugin runs no code of ours besides its (empty) initialisers.
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        let lib = unsafe { libloading::Library::new(path) }
+            .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         // SAFETY: symbol types as in the OpenFX ABI.
-        let (count, get): (unsafe extern "C" fn() -> i32, unsafe extern "C" fn(i32) -> *mut OfxPlugin) = unsafe {
-            (*lib.get(b"OfxGetNumberOfPlugins").map_err(|e| e.to_string())?, *lib.get(b"OfxGetPlugin").map_err(|e| e.to_string())?)
+        let (count, get): (
+            unsafe extern "C" fn() -> i32,
+            unsafe extern "C" fn(i32) -> *mut OfxPlugin,
+        ) = unsafe {
+            (
+                *lib.get(b"OfxGetNumberOfPlugins")
+                    .map_err(|e| e.to_string())?,
+                *lib.get(b"OfxGetPlugin").map_err(|e| e.to_string())?,
+            )
         };
         // SAFETY: exported OpenFX functions.
         let n = unsafe { count() };
@@ -331,11 +389,25 @@ impl Plugin {
         if plugin.is_null() {
             return Err("OfxGetPlugin(0) returned NULL".into());
         }
-        let host = Box::new(HostObj { props: Props::default(), config });
-        host.props.set_str("OfxPropName", "org.svdinbetween.testhost");
-        host.props.set_int("OfxImageEffectPropTemporalClipAccess", 1);
-        let ofx_host = Box::new(OfxHost { host: host.props.handle(), fetchSuite: Some(suites::fetch_suite) });
-        let p = Self { _lib: lib, plugin, host, ofx_host, path: path.to_path_buf() };
+        let host = Box::new(HostObj {
+            props: Props::default(),
+            config,
+        });
+        host.props
+            .set_str("OfxPropName", "org.svdinbetween.testhost");
+        host.props
+            .set_int("OfxImageEffectPropTemporalClipAccess", 1);
+        let ofx_host = Box::new(OfxHost {
+            host: host.props.handle(),
+            fetchSuite: Some(suites::fetch_suite),
+        });
+        let p = Self {
+            _lib: lib,
+            plugin,
+            host,
+            ofx_host,
+            path: path.to_path_buf(),
+        };
         // SAFETY: plugin table from the plugin; setHost must be called before any action.
         unsafe { ((*plugin).setHost.unwrap())(&*p.ofx_host as *const OfxHost as *mut OfxHost) };
         let st = p.action("OfxActionLoad", std::ptr::null(), None, None);
@@ -347,10 +419,18 @@ impl Plugin {
 
     pub fn id(&self) -> String {
         // SAFETY: static C string in the plugin table.
-        unsafe { CStr::from_ptr((*self.plugin).pluginIdentifier) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr((*self.plugin).pluginIdentifier) }
+            .to_string_lossy()
+            .into_owned()
     }
 
-    pub fn action(&self, action: &str, handle: *const c_void, in_args: Option<&Props>, out_args: Option<&Props>) -> i32 {
+    pub fn action(
+        &self,
+        action: &str,
+        handle: *const c_void,
+        in_args: Option<&Props>,
+        out_args: Option<&Props>,
+    ) -> i32 {
         let a = cstr(action);
         let ih = in_args.map(|p| p.handle()).unwrap_or(std::ptr::null_mut());
         let oh = out_args.map(|p| p.handle()).unwrap_or(std::ptr::null_mut());
@@ -364,17 +444,29 @@ impl Plugin {
         let s1 = self.action("OfxActionDescribe", d.handle() as *const c_void, None, None);
         let args = Props::default();
         args.set_str("OfxImageEffectPropContext", context);
-        let s2 = self.action("OfxImageEffectActionDescribeInContext", d.handle() as *const c_void, Some(&args), None);
+        let s2 = self.action(
+            "OfxImageEffectActionDescribeInContext",
+            d.handle() as *const c_void,
+            Some(&args),
+            None,
+        );
         (d, s1, s2)
     }
 
     /// An instance in `context` whose clips are `width`×`height` at the origin, frames 0..=frame_max.
-    pub fn instance(&'static self, context: &str, width: i32, height: i32, frame_max: f64) -> Instance {
+    pub fn instance(
+        &'static self,
+        context: &str,
+        width: i32,
+        height: i32,
+        frame_max: f64,
+    ) -> Instance {
         let (desc, s1, s2) = self.describe(context);
         assert_eq!((s1, s2), (0, 0), "describe failed");
         let inst = EffectObj::new();
         inst.props.set_str("OfxImageEffectPropContext", context);
-        inst.props.set_str("OfxPropType", "OfxTypeImageEffectInstance");
+        inst.props
+            .set_str("OfxPropType", "OfxTypeImageEffectInstance");
         for c in desc.clips.lock().unwrap().iter() {
             let clip = Box::new(ClipObj {
                 props: Props::default(),
@@ -387,18 +479,34 @@ impl Plugin {
             });
             clip.props.set_str("OfxPropName", &c.name);
             clip.props.set_int("OfxImageClipPropConnected", 1);
-            clip.props.set_doubles("OfxImageEffectPropFrameRange", &[0.0, frame_max]);
-            clip.props.set_doubles("OfxImageEffectPropFrameRate", &[24.0]);
+            clip.props
+                .set_doubles("OfxImageEffectPropFrameRange", &[0.0, frame_max]);
+            clip.props
+                .set_doubles("OfxImageEffectPropFrameRate", &[24.0]);
             inst.clips.lock().unwrap().push(clip);
         }
         for p in desc.params.params.lock().unwrap().iter() {
-            let q = Box::new(ParamObj { props: Props::default(), name: p.name.clone(), kind: p.kind.clone(), value: Mutex::new(None) });
+            let q = Box::new(ParamObj {
+                props: Props::default(),
+                name: p.name.clone(),
+                kind: p.kind.clone(),
+                value: Mutex::new(None),
+            });
             *q.props.map.lock().unwrap() = p.props.map.lock().unwrap().clone();
             inst.params.params.lock().unwrap().push(q);
         }
-        let st = self.action("OfxActionCreateInstance", inst.handle() as *const c_void, None, None);
+        let st = self.action(
+            "OfxActionCreateInstance",
+            inst.handle() as *const c_void,
+            None,
+            None,
+        );
         assert_eq!(st, 0, "CreateInstance failed");
-        Instance { plugin: self, obj: inst, desc }
+        Instance {
+            plugin: self,
+            obj: inst,
+            desc,
+        }
     }
 }
 
@@ -418,7 +526,10 @@ impl Instance {
     }
 
     pub fn set_param(&self, name: &str, v: Value) {
-        let p = self.obj.param(name).unwrap_or_else(|| panic!("no param {name}"));
+        let p = self
+            .obj
+            .param(name)
+            .unwrap_or_else(|| panic!("no param {name}"));
         // SAFETY: the param lives as long as the instance.
         *unsafe { &*p }.value.lock().unwrap() = Some(vec![v]);
     }
@@ -434,11 +545,20 @@ impl Instance {
 
     pub fn clip(&self, name: &str) -> &ClipObj {
         // SAFETY: clips live as long as the instance.
-        unsafe { &*self.obj.clip(name).unwrap_or_else(|| panic!("no clip {name}")) }
+        unsafe {
+            &*self
+                .obj
+                .clip(name)
+                .unwrap_or_else(|| panic!("no clip {name}"))
+        }
     }
 
     pub fn add_frame(&self, clip: &str, time: i64, img: HostImage) {
-        self.clip(clip).frames.lock().unwrap().insert(time, Arc::new(img));
+        self.clip(clip)
+            .frames
+            .lock()
+            .unwrap()
+            .insert(time, Arc::new(img));
     }
 
     pub fn set_output_format(&self, depth: Depth, components: usize, top_down: bool) {
@@ -447,23 +567,41 @@ impl Instance {
 
     pub fn clip_preferences(&self) -> i32 {
         let out = Props::default();
-        self.plugin.action("OfxImageEffectActionGetClipPreferences", self.h(), None, Some(&out))
+        self.plugin.action(
+            "OfxImageEffectActionGetClipPreferences",
+            self.h(),
+            None,
+            Some(&out),
+        )
     }
 
     pub fn region_of_definition(&self, t: f64) -> (i32, Vec<f64>) {
         let (i, o) = (Props::default(), Props::default());
         i.set_doubles("OfxPropTime", &[t]);
         i.set_doubles("OfxImageEffectPropRenderScale", &[1.0, 1.0]);
-        let st = self.plugin.action("OfxImageEffectActionGetRegionOfDefinition", self.h(), Some(&i), Some(&o));
+        let st = self.plugin.action(
+            "OfxImageEffectActionGetRegionOfDefinition",
+            self.h(),
+            Some(&i),
+            Some(&o),
+        );
         (st, o.get_doubles("OfxImageEffectPropRegionOfDefinition"))
     }
 
     pub fn frames_needed(&self, t: f64) -> (i32, HashMap<String, Vec<f64>>) {
         let (i, o) = (Props::default(), Props::default());
         i.set_doubles("OfxPropTime", &[t]);
-        let st = self.plugin.action("OfxImageEffectActionGetFramesNeeded", self.h(), Some(&i), Some(&o));
+        let st = self.plugin.action(
+            "OfxImageEffectActionGetFramesNeeded",
+            self.h(),
+            Some(&i),
+            Some(&o),
+        );
         let keys: Vec<String> = o.map.lock().unwrap().keys().cloned().collect();
-        let map = keys.into_iter().map(|k| (k.clone(), o.get_doubles(&k))).collect();
+        let map = keys
+            .into_iter()
+            .map(|k| (k.clone(), o.get_doubles(&k)))
+            .collect();
         (st, map)
     }
 
@@ -473,10 +611,28 @@ impl Instance {
         i.set_doubles("OfxPropTime", &[t]);
         i.set_str("OfxImageEffectPropFieldToRender", "OfxImageFieldNone");
         let w = *self.clip("Output").rod.lock().unwrap();
-        i.set("OfxImageEffectPropRenderWindow", w.iter().map(|v| Value::Int(*v)).collect());
+        i.set(
+            "OfxImageEffectPropRenderWindow",
+            w.iter().map(|v| Value::Int(*v)).collect(),
+        );
         i.set_doubles("OfxImageEffectPropRenderScale", &[1.0, 1.0]);
-        let st = self.plugin.action("OfxImageEffectActionIsIdentity", self.h(), Some(&i), Some(&o));
-        if st == 0 { (st, Some((o.get_str("OfxPropName", 0).unwrap_or_default(), o.get_doubles("OfxPropTime")[0]))) } else { (st, None) }
+        let st = self.plugin.action(
+            "OfxImageEffectActionIsIdentity",
+            self.h(),
+            Some(&i),
+            Some(&o),
+        );
+        if st == 0 {
+            (
+                st,
+                Some((
+                    o.get_str("OfxPropName", 0).unwrap_or_default(),
+                    o.get_doubles("OfxPropTime")[0],
+                )),
+            )
+        } else {
+            (st, None)
+        }
     }
 
     pub fn sequence(&self, begin: bool, range: [f64; 2]) -> i32 {
@@ -485,7 +641,11 @@ impl Instance {
         i.set_doubles("OfxImageEffectPropFrameStep", &[1.0]);
         i.set_int("OfxPropIsInteractive", 0);
         i.set_doubles("OfxImageEffectPropRenderScale", &[1.0, 1.0]);
-        let a = if begin { "OfxImageEffectActionBeginSequenceRender" } else { "OfxImageEffectActionEndSequenceRender" };
+        let a = if begin {
+            "OfxImageEffectActionBeginSequenceRender"
+        } else {
+            "OfxImageEffectActionEndSequenceRender"
+        };
         self.plugin.action(a, self.h(), Some(&i), None)
     }
 
@@ -494,20 +654,35 @@ impl Instance {
         let i = Props::default();
         i.set_doubles("OfxPropTime", &[t]);
         i.set_str("OfxImageEffectPropFieldToRender", "OfxImageFieldNone");
-        i.set("OfxImageEffectPropRenderWindow", window.iter().map(|v| Value::Int(*v)).collect());
+        i.set(
+            "OfxImageEffectPropRenderWindow",
+            window.iter().map(|v| Value::Int(*v)).collect(),
+        );
         i.set_doubles("OfxImageEffectPropRenderScale", &[1.0, 1.0]);
         i.set_int("OfxImageEffectPropSequentialRenderStatus", 0);
         i.set_int("OfxImageEffectPropInteractiveRenderStatus", 0);
-        self.plugin.action("OfxImageEffectActionRender", self.h(), Some(&i), None)
+        self.plugin
+            .action("OfxImageEffectActionRender", self.h(), Some(&i), None)
     }
 
     pub fn output(&self, t: i64) -> Option<HostImage> {
-        self.clip("Output").rendered.lock().unwrap().get(&t).cloned()
+        self.clip("Output")
+            .rendered
+            .lock()
+            .unwrap()
+            .get(&t)
+            .cloned()
     }
 
     /// Images of this instance's clips currently held by the plugin.
     pub fn outstanding_images(&self) -> i64 {
-        self.obj.clips.lock().unwrap().iter().map(|c| c.outstanding.load(std::sync::atomic::Ordering::SeqCst)).sum()
+        self.obj
+            .clips
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.outstanding.load(std::sync::atomic::Ordering::SeqCst))
+            .sum()
     }
 
     pub fn messages(&self) -> Vec<(String, String)> {
@@ -521,7 +696,9 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        let st = self.plugin.action("OfxActionDestroyInstance", self.h(), None, None);
+        let st = self
+            .plugin
+            .action("OfxActionDestroyInstance", self.h(), None, None);
         debug_assert_eq!(st, 0);
     }
 }
@@ -530,7 +707,10 @@ impl Drop for Instance {
 pub fn generation_count(p: &Plugin) -> u64 {
     // SAFETY: optional diagnostic symbol with this signature.
     unsafe {
-        match p._lib.get::<unsafe extern "C" fn() -> u64>(b"svd_inbetween_generation_count") {
+        match p
+            ._lib
+            .get::<unsafe extern "C" fn() -> u64>(b"svd_inbetween_generation_count")
+        {
             Ok(f) => f(),
             Err(_) => 0,
         }
@@ -538,8 +718,18 @@ pub fn generation_count(p: &Plugin) -> u64 {
 }
 
 /// A 4-channel f32 image from a PNG (rows top to bottom) placed at the origin as a host image.
-pub fn host_image_from_rgba(img: &svd_inbetween::image::ImageF32, depth: Depth, components: usize, top_down: bool) -> HostImage {
-    let mut h = HostImage::new([0, 0, img.width as i32, img.height as i32], depth, components, top_down);
+pub fn host_image_from_rgba(
+    img: &svd_inbetween::image::ImageF32,
+    depth: Depth,
+    components: usize,
+    top_down: bool,
+) -> HostImage {
+    let mut h = HostImage::new(
+        [0, 0, img.width as i32, img.height as i32],
+        depth,
+        components,
+        top_down,
+    );
     for r in 0..img.height {
         let y = (img.height - 1 - r) as i32;
         for x in 0..img.width {
@@ -561,7 +751,11 @@ pub fn host_image_to_rgba(h: &HostImage) -> svd_inbetween::image::ImageF32 {
         for x in 0..h.width() {
             let px = img.pixel_mut(x, r);
             for c in 0..4 {
-                px[c] = if c < h.components { h.get(h.bounds[0] + x as i32, y, c) } else { 1.0 };
+                px[c] = if c < h.components {
+                    h.get(h.bounds[0] + x as i32, y, c)
+                } else {
+                    1.0
+                };
             }
         }
     }

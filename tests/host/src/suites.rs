@@ -37,7 +37,11 @@ fn set_value(h: OfxPropertySetHandle, prop: *const c_char, index: c_int, v: Valu
     OK
 }
 
-fn get_value(h: OfxPropertySetHandle, prop: *const c_char, index: c_int) -> Result<Value, OfxStatus> {
+fn get_value(
+    h: OfxPropertySetHandle,
+    prop: *const c_char,
+    index: c_int,
+) -> Result<Value, OfxStatus> {
     if h.is_null() || prop.is_null() {
         return Err(kOfxStatErrBadHandle as OfxStatus);
     }
@@ -47,20 +51,49 @@ fn get_value(h: OfxPropertySetHandle, prop: *const c_char, index: c_int) -> Resu
     e.get(index as usize).cloned().ok_or(BAD_INDEX)
 }
 
-unsafe extern "C" fn propSetPointer(h: OfxPropertySetHandle, p: *const c_char, i: c_int, v: *mut c_void) -> OfxStatus {
+unsafe extern "C" fn propSetPointer(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    i: c_int,
+    v: *mut c_void,
+) -> OfxStatus {
     set_value(h, p, i, Value::Ptr(v as usize))
 }
-unsafe extern "C" fn propSetString(h: OfxPropertySetHandle, p: *const c_char, i: c_int, v: *const c_char) -> OfxStatus {
-    let s = if v.is_null() { CString::default() } else { unsafe { CStr::from_ptr(v) }.to_owned() };
+unsafe extern "C" fn propSetString(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    i: c_int,
+    v: *const c_char,
+) -> OfxStatus {
+    let s = if v.is_null() {
+        CString::default()
+    } else {
+        unsafe { CStr::from_ptr(v) }.to_owned()
+    };
     set_value(h, p, i, Value::Str(s))
 }
-unsafe extern "C" fn propSetDouble(h: OfxPropertySetHandle, p: *const c_char, i: c_int, v: f64) -> OfxStatus {
+unsafe extern "C" fn propSetDouble(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    i: c_int,
+    v: f64,
+) -> OfxStatus {
     set_value(h, p, i, Value::Double(v))
 }
-unsafe extern "C" fn propSetInt(h: OfxPropertySetHandle, p: *const c_char, i: c_int, v: c_int) -> OfxStatus {
+unsafe extern "C" fn propSetInt(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    i: c_int,
+    v: c_int,
+) -> OfxStatus {
     set_value(h, p, i, Value::Int(v))
 }
-unsafe extern "C" fn propSetPointerN(h: OfxPropertySetHandle, p: *const c_char, n: c_int, v: *const *mut c_void) -> OfxStatus {
+unsafe extern "C" fn propSetPointerN(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: c_int,
+    v: *const *mut c_void,
+) -> OfxStatus {
     for i in 0..n {
         let st = unsafe { propSetPointer(h, p, i, *v.add(i as usize)) };
         if st != OK {
@@ -69,7 +102,12 @@ unsafe extern "C" fn propSetPointerN(h: OfxPropertySetHandle, p: *const c_char, 
     }
     OK
 }
-unsafe extern "C" fn propSetStringN(h: OfxPropertySetHandle, p: *const c_char, n: c_int, v: *const *const c_char) -> OfxStatus {
+unsafe extern "C" fn propSetStringN(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: c_int,
+    v: *const *const c_char,
+) -> OfxStatus {
     for i in 0..n {
         let st = unsafe { propSetString(h, p, i, *v.add(i as usize)) };
         if st != OK {
@@ -78,9 +116,18 @@ unsafe extern "C" fn propSetStringN(h: OfxPropertySetHandle, p: *const c_char, n
     }
     OK
 }
-unsafe extern "C" fn propSetDoubleN(h: OfxPropertySetHandle, p: *const c_char, n: c_int, v: *const f64) -> OfxStatus {
+unsafe extern "C" fn propSetDoubleN(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: c_int,
+    v: *const f64,
+) -> OfxStatus {
     if !h.is_null() && !p.is_null() {
-        unsafe { props(h) }.map.lock().unwrap().remove(&unsafe { name(p) });
+        unsafe { props(h) }
+            .map
+            .lock()
+            .unwrap()
+            .remove(&unsafe { name(p) });
     }
     for i in 0..n {
         let st = unsafe { propSetDouble(h, p, i, *v.add(i as usize)) };
@@ -90,7 +137,12 @@ unsafe extern "C" fn propSetDoubleN(h: OfxPropertySetHandle, p: *const c_char, n
     }
     OK
 }
-unsafe extern "C" fn propSetIntN(h: OfxPropertySetHandle, p: *const c_char, n: c_int, v: *const c_int) -> OfxStatus {
+unsafe extern "C" fn propSetIntN(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: c_int,
+    v: *const c_int,
+) -> OfxStatus {
     for i in 0..n {
         let st = unsafe { propSetInt(h, p, i, *v.add(i as usize)) };
         if st != OK {
@@ -99,7 +151,12 @@ unsafe extern "C" fn propSetIntN(h: OfxPropertySetHandle, p: *const c_char, n: c
     }
     OK
 }
-unsafe extern "C" fn propGetPointer(h: OfxPropertySetHandle, p: *const c_char, i: c_int, v: *mut *mut c_void) -> OfxStatus {
+unsafe extern "C" fn propGetPointer(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    i: c_int,
+    v: *mut *mut c_void,
+) -> OfxStatus {
     match get_value(h, p, i) {
         Ok(Value::Ptr(x)) => {
             unsafe { *v = x as *mut c_void };
@@ -109,7 +166,12 @@ unsafe extern "C" fn propGetPointer(h: OfxPropertySetHandle, p: *const c_char, i
         Err(e) => e,
     }
 }
-unsafe extern "C" fn propGetString(h: OfxPropertySetHandle, p: *const c_char, i: c_int, v: *mut *mut c_char) -> OfxStatus {
+unsafe extern "C" fn propGetString(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    i: c_int,
+    v: *mut *mut c_char,
+) -> OfxStatus {
     if h.is_null() || p.is_null() {
         return kOfxStatErrBadHandle as OfxStatus;
     }
@@ -126,7 +188,12 @@ unsafe extern "C" fn propGetString(h: OfxPropertySetHandle, p: *const c_char, i:
         None => UNKNOWN,
     }
 }
-unsafe extern "C" fn propGetDouble(h: OfxPropertySetHandle, p: *const c_char, i: c_int, v: *mut f64) -> OfxStatus {
+unsafe extern "C" fn propGetDouble(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    i: c_int,
+    v: *mut f64,
+) -> OfxStatus {
     match get_value(h, p, i) {
         Ok(Value::Double(x)) => {
             unsafe { *v = x };
@@ -140,7 +207,12 @@ unsafe extern "C" fn propGetDouble(h: OfxPropertySetHandle, p: *const c_char, i:
         Err(e) => e,
     }
 }
-unsafe extern "C" fn propGetInt(h: OfxPropertySetHandle, p: *const c_char, i: c_int, v: *mut c_int) -> OfxStatus {
+unsafe extern "C" fn propGetInt(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    i: c_int,
+    v: *mut c_int,
+) -> OfxStatus {
     match get_value(h, p, i) {
         Ok(Value::Int(x)) => {
             unsafe { *v = x };
@@ -150,7 +222,12 @@ unsafe extern "C" fn propGetInt(h: OfxPropertySetHandle, p: *const c_char, i: c_
         Err(e) => e,
     }
 }
-unsafe extern "C" fn propGetPointerN(h: OfxPropertySetHandle, p: *const c_char, n: c_int, v: *mut *mut c_void) -> OfxStatus {
+unsafe extern "C" fn propGetPointerN(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: c_int,
+    v: *mut *mut c_void,
+) -> OfxStatus {
     for i in 0..n {
         let st = unsafe { propGetPointer(h, p, i, v.add(i as usize)) };
         if st != OK {
@@ -159,7 +236,12 @@ unsafe extern "C" fn propGetPointerN(h: OfxPropertySetHandle, p: *const c_char, 
     }
     OK
 }
-unsafe extern "C" fn propGetStringN(h: OfxPropertySetHandle, p: *const c_char, n: c_int, v: *mut *mut c_char) -> OfxStatus {
+unsafe extern "C" fn propGetStringN(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: c_int,
+    v: *mut *mut c_char,
+) -> OfxStatus {
     for i in 0..n {
         let st = unsafe { propGetString(h, p, i, v.add(i as usize)) };
         if st != OK {
@@ -168,7 +250,12 @@ unsafe extern "C" fn propGetStringN(h: OfxPropertySetHandle, p: *const c_char, n
     }
     OK
 }
-unsafe extern "C" fn propGetDoubleN(h: OfxPropertySetHandle, p: *const c_char, n: c_int, v: *mut f64) -> OfxStatus {
+unsafe extern "C" fn propGetDoubleN(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: c_int,
+    v: *mut f64,
+) -> OfxStatus {
     for i in 0..n {
         let st = unsafe { propGetDouble(h, p, i, v.add(i as usize)) };
         if st != OK {
@@ -177,7 +264,12 @@ unsafe extern "C" fn propGetDoubleN(h: OfxPropertySetHandle, p: *const c_char, n
     }
     OK
 }
-unsafe extern "C" fn propGetIntN(h: OfxPropertySetHandle, p: *const c_char, n: c_int, v: *mut c_int) -> OfxStatus {
+unsafe extern "C" fn propGetIntN(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: c_int,
+    v: *mut c_int,
+) -> OfxStatus {
     for i in 0..n {
         let st = unsafe { propGetInt(h, p, i, v.add(i as usize)) };
         if st != OK {
@@ -190,10 +282,18 @@ unsafe extern "C" fn propReset(h: OfxPropertySetHandle, p: *const c_char) -> Ofx
     if h.is_null() || p.is_null() {
         return kOfxStatErrBadHandle as OfxStatus;
     }
-    unsafe { props(h) }.map.lock().unwrap().remove(&unsafe { name(p) });
+    unsafe { props(h) }
+        .map
+        .lock()
+        .unwrap()
+        .remove(&unsafe { name(p) });
     OK
 }
-unsafe extern "C" fn propGetDimension(h: OfxPropertySetHandle, p: *const c_char, n: *mut c_int) -> OfxStatus {
+unsafe extern "C" fn propGetDimension(
+    h: OfxPropertySetHandle,
+    p: *const c_char,
+    n: *mut c_int,
+) -> OfxStatus {
     if h.is_null() || p.is_null() {
         return kOfxStatErrBadHandle as OfxStatus;
     }
@@ -233,15 +333,25 @@ unsafe fn effect<'a>(h: OfxImageEffectHandle) -> &'a EffectObj {
     unsafe { &*(h as *const EffectObj) }
 }
 
-unsafe extern "C" fn getPropertySet(e: OfxImageEffectHandle, out: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn getPropertySet(
+    e: OfxImageEffectHandle,
+    out: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     unsafe { *out = effect(e).props.handle() };
     OK
 }
-unsafe extern "C" fn getParamSet(e: OfxImageEffectHandle, out: *mut OfxParamSetHandle) -> OfxStatus {
+unsafe extern "C" fn getParamSet(
+    e: OfxImageEffectHandle,
+    out: *mut OfxParamSetHandle,
+) -> OfxStatus {
     unsafe { *out = &effect(e).params as *const ParamSetObj as OfxParamSetHandle };
     OK
 }
-unsafe extern "C" fn clipDefine(e: OfxImageEffectHandle, n: *const c_char, out: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn clipDefine(
+    e: OfxImageEffectHandle,
+    n: *const c_char,
+    out: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     let eff = unsafe { effect(e) };
     let nm = unsafe { name(n) };
     let clip = Box::new(ClipObj {
@@ -258,7 +368,12 @@ unsafe extern "C" fn clipDefine(e: OfxImageEffectHandle, n: *const c_char, out: 
     eff.clips.lock().unwrap().push(clip);
     OK
 }
-unsafe extern "C" fn clipGetHandle(e: OfxImageEffectHandle, n: *const c_char, clip: *mut OfxImageClipHandle, p: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn clipGetHandle(
+    e: OfxImageEffectHandle,
+    n: *const c_char,
+    clip: *mut OfxImageClipHandle,
+    p: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     let eff = unsafe { effect(e) };
     match eff.clip(&unsafe { name(n) }) {
         Some(c) => {
@@ -273,32 +388,65 @@ unsafe extern "C" fn clipGetHandle(e: OfxImageEffectHandle, n: *const c_char, cl
         None => UNKNOWN,
     }
 }
-unsafe extern "C" fn clipGetPropertySet(c: OfxImageClipHandle, out: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn clipGetPropertySet(
+    c: OfxImageClipHandle,
+    out: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     unsafe { *out = (*(c as *const ClipObj)).props.handle() };
     OK
 }
-unsafe extern "C" fn clipGetImage(c: OfxImageClipHandle, time: OfxTime, _region: *const OfxRectD, out: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn clipGetImage(
+    c: OfxImageClipHandle,
+    time: OfxTime,
+    _region: *const OfxRectD,
+    out: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     let clip = unsafe { &*(c as *const ClipObj) };
     let t = time.round() as i64;
     let (image, is_output) = if clip.name == "Output" {
         let (d, comps, top_down) = *clip.out_format.lock().unwrap();
-        (HostImage::new(*clip.rod.lock().unwrap(), d, comps, top_down), true)
+        (
+            HostImage::new(*clip.rod.lock().unwrap(), d, comps, top_down),
+            true,
+        )
     } else {
         match clip.frames.lock().unwrap().get(&t) {
             Some(img) => ((**img).clone(), false),
             None => return FAILED,
         }
     };
-    let mut obj = Box::new(ImageObj { props: Props::default(), image, clip: clip as *const ClipObj, time: t, is_output });
+    let mut obj = Box::new(ImageObj {
+        props: Props::default(),
+        image,
+        clip: clip as *const ClipObj,
+        time: t,
+        is_output,
+    });
     let (ptr, rb) = obj.image.ofx_layout();
     let b = obj.image.bounds;
-    obj.props.set("OfxImagePropData", vec![Value::Ptr(ptr as usize)]);
-    obj.props.set("OfxImagePropBounds", b.iter().map(|v| Value::Int(*v)).collect());
-    obj.props.set("OfxImagePropRegionOfDefinition", b.iter().map(|v| Value::Int(*v)).collect());
+    obj.props
+        .set("OfxImagePropData", vec![Value::Ptr(ptr as usize)]);
+    obj.props.set(
+        "OfxImagePropBounds",
+        b.iter().map(|v| Value::Int(*v)).collect(),
+    );
+    obj.props.set(
+        "OfxImagePropRegionOfDefinition",
+        b.iter().map(|v| Value::Int(*v)).collect(),
+    );
     obj.props.set_int("OfxImagePropRowBytes", rb);
-    obj.props.set_str("OfxImageEffectPropPixelDepth", obj.image.depth.ofx());
-    obj.props.set_str("OfxImageEffectPropComponents", if obj.image.components == 4 { "OfxImageComponentRGBA" } else { "OfxImageComponentRGB" });
-    obj.props.set_doubles("OfxImageEffectPropRenderScale", &[1.0, 1.0]);
+    obj.props
+        .set_str("OfxImageEffectPropPixelDepth", obj.image.depth.ofx());
+    obj.props.set_str(
+        "OfxImageEffectPropComponents",
+        if obj.image.components == 4 {
+            "OfxImageComponentRGBA"
+        } else {
+            "OfxImageComponentRGB"
+        },
+    );
+    obj.props
+        .set_doubles("OfxImageEffectPropRenderScale", &[1.0, 1.0]);
     let h = Box::into_raw(obj);
     OUTSTANDING_IMAGES.fetch_add(1, Ordering::SeqCst);
     clip.outstanding.fetch_add(1, Ordering::SeqCst);
@@ -318,15 +466,30 @@ unsafe extern "C" fn clipReleaseImage(h: OfxPropertySetHandle) -> OfxStatus {
     }
     OK
 }
-unsafe extern "C" fn clipGetRegionOfDefinition(c: OfxImageClipHandle, _t: OfxTime, out: *mut OfxRectD) -> OfxStatus {
+unsafe extern "C" fn clipGetRegionOfDefinition(
+    c: OfxImageClipHandle,
+    _t: OfxTime,
+    out: *mut OfxRectD,
+) -> OfxStatus {
     let r = *unsafe { &*(c as *const ClipObj) }.rod.lock().unwrap();
-    unsafe { *out = OfxRectD { x1: r[0] as f64, y1: r[1] as f64, x2: r[2] as f64, y2: r[3] as f64 } };
+    unsafe {
+        *out = OfxRectD {
+            x1: r[0] as f64,
+            y1: r[1] as f64,
+            x2: r[2] as f64,
+            y2: r[3] as f64,
+        }
+    };
     OK
 }
 unsafe extern "C" fn abort_(e: OfxImageEffectHandle) -> c_int {
     unsafe { effect(e) }.abort.load(Ordering::SeqCst) as c_int
 }
-unsafe extern "C" fn imageMemoryAlloc(_e: OfxImageEffectHandle, _n: usize, _m: *mut OfxImageMemoryHandle) -> OfxStatus {
+unsafe extern "C" fn imageMemoryAlloc(
+    _e: OfxImageEffectHandle,
+    _n: usize,
+    _m: *mut OfxImageMemoryHandle,
+) -> OfxStatus {
     UNSUPPORTED
 }
 unsafe extern "C" fn imageMemoryFree(_m: OfxImageMemoryHandle) -> OfxStatus {
@@ -363,21 +526,43 @@ unsafe extern "C" {
     fn host_paramGetIntegral(p: OfxParamHandle, t1: OfxTime, t2: OfxTime, ...) -> OfxStatus;
     fn host_paramSetValue(p: OfxParamHandle, ...) -> OfxStatus;
     fn host_paramSetValueAtTime(p: OfxParamHandle, t: OfxTime, ...) -> OfxStatus;
-    fn host_message_v(h: *mut c_void, ty: *const c_char, id: *const c_char, fmt: *const c_char, ...) -> OfxStatus;
-    fn host_persistent_message_v(h: *mut c_void, ty: *const c_char, id: *const c_char, fmt: *const c_char, ...) -> OfxStatus;
+    fn host_message_v(
+        h: *mut c_void,
+        ty: *const c_char,
+        id: *const c_char,
+        fmt: *const c_char,
+        ...
+    ) -> OfxStatus;
+    fn host_persistent_message_v(
+        h: *mut c_void,
+        ty: *const c_char,
+        id: *const c_char,
+        fmt: *const c_char,
+        ...
+    ) -> OfxStatus;
 }
 
 unsafe fn param<'a>(p: OfxParamHandle) -> &'a ParamObj {
     unsafe { &*(p as *const ParamObj) }
 }
 
-unsafe extern "C" fn paramDefine(ps: OfxParamSetHandle, ty: *const c_char, n: *const c_char, out: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn paramDefine(
+    ps: OfxParamSetHandle,
+    ty: *const c_char,
+    n: *const c_char,
+    out: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     let set = unsafe { &*(ps as *const ParamSetObj) };
     let (kind, nm) = unsafe { (name(ty), name(n)) };
     if set.params.lock().unwrap().iter().any(|p| p.name == nm) {
         return kOfxStatErrExists as OfxStatus;
     }
-    let p = Box::new(ParamObj { props: Props::default(), name: nm.clone(), kind: kind.clone(), value: std::sync::Mutex::new(None) });
+    let p = Box::new(ParamObj {
+        props: Props::default(),
+        name: nm.clone(),
+        kind: kind.clone(),
+        value: std::sync::Mutex::new(None),
+    });
     p.props.set_str("OfxPropName", &nm);
     p.props.set_str("OfxParamPropType", &kind);
     if !out.is_null() {
@@ -386,7 +571,12 @@ unsafe extern "C" fn paramDefine(ps: OfxParamSetHandle, ty: *const c_char, n: *c
     set.params.lock().unwrap().push(p);
     OK
 }
-unsafe extern "C" fn paramGetHandle(ps: OfxParamSetHandle, n: *const c_char, out: *mut OfxParamHandle, pr: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn paramGetHandle(
+    ps: OfxParamSetHandle,
+    n: *const c_char,
+    out: *mut OfxParamHandle,
+    pr: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     let set = unsafe { &*(ps as *const ParamSetObj) };
     let nm = unsafe { name(n) };
     let params = set.params.lock().unwrap();
@@ -403,11 +593,17 @@ unsafe extern "C" fn paramGetHandle(ps: OfxParamSetHandle, n: *const c_char, out
         None => UNKNOWN,
     }
 }
-unsafe extern "C" fn paramSetGetPropertySet(ps: OfxParamSetHandle, out: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn paramSetGetPropertySet(
+    ps: OfxParamSetHandle,
+    out: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     unsafe { *out = (*(ps as *const ParamSetObj)).props.handle() };
     OK
 }
-unsafe extern "C" fn paramGetPropertySet(p: OfxParamHandle, out: *mut OfxPropertySetHandle) -> OfxStatus {
+unsafe extern "C" fn paramGetPropertySet(
+    p: OfxParamHandle,
+    out: *mut OfxPropertySetHandle,
+) -> OfxStatus {
     unsafe { *out = param(p).props.handle() };
     OK
 }
@@ -415,10 +611,19 @@ unsafe extern "C" fn paramGetNumKeys(_p: OfxParamHandle, n: *mut c_uint) -> OfxS
     unsafe { *n = 0 };
     OK
 }
-unsafe extern "C" fn paramGetKeyTime(_p: OfxParamHandle, _n: c_uint, _t: *mut OfxTime) -> OfxStatus {
+unsafe extern "C" fn paramGetKeyTime(
+    _p: OfxParamHandle,
+    _n: c_uint,
+    _t: *mut OfxTime,
+) -> OfxStatus {
     BAD_INDEX
 }
-unsafe extern "C" fn paramGetKeyIndex(_p: OfxParamHandle, _t: OfxTime, _d: c_int, _i: *mut c_int) -> OfxStatus {
+unsafe extern "C" fn paramGetKeyIndex(
+    _p: OfxParamHandle,
+    _t: OfxTime,
+    _d: c_int,
+    _i: *mut c_int,
+) -> OfxStatus {
     FAILED
 }
 unsafe extern "C" fn paramDeleteKey(_p: OfxParamHandle, _t: OfxTime) -> OfxStatus {
@@ -427,7 +632,12 @@ unsafe extern "C" fn paramDeleteKey(_p: OfxParamHandle, _t: OfxTime) -> OfxStatu
 unsafe extern "C" fn paramDeleteAllKeys(_p: OfxParamHandle) -> OfxStatus {
     OK
 }
-unsafe extern "C" fn paramCopy(_a: OfxParamHandle, _b: OfxParamHandle, _o: OfxTime, _r: *const OfxRangeD) -> OfxStatus {
+unsafe extern "C" fn paramCopy(
+    _a: OfxParamHandle,
+    _b: OfxParamHandle,
+    _o: OfxTime,
+    _r: *const OfxRangeD,
+) -> OfxStatus {
     UNSUPPORTED
 }
 unsafe extern "C" fn paramEditBegin(_p: OfxParamSetHandle, _n: *const c_char) -> OfxStatus {
@@ -462,7 +672,9 @@ fn param_value(p: &ParamObj, index: usize) -> Option<Value> {
     if let Some(v) = p.value.lock().unwrap().as_ref() {
         return v.get(index).cloned();
     }
-    p.props.get("OfxParamPropDefault").and_then(|v| v.get(index).cloned())
+    p.props
+        .get("OfxParamPropDefault")
+        .and_then(|v| v.get(index).cloned())
 }
 
 #[unsafe(no_mangle)]
@@ -476,7 +688,12 @@ pub unsafe extern "C" fn host_param_kind(p: OfxParamHandle, dims: *mut c_int) ->
     }
 }
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn host_param_get_int(p: OfxParamHandle, _t: f64, i: c_int, v: *mut c_int) -> OfxStatus {
+pub unsafe extern "C" fn host_param_get_int(
+    p: OfxParamHandle,
+    _t: f64,
+    i: c_int,
+    v: *mut c_int,
+) -> OfxStatus {
     match param_value(unsafe { param(p) }, i as usize) {
         Some(Value::Int(x)) => {
             unsafe { *v = x };
@@ -486,7 +703,12 @@ pub unsafe extern "C" fn host_param_get_int(p: OfxParamHandle, _t: f64, i: c_int
     }
 }
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn host_param_get_double(p: OfxParamHandle, _t: f64, i: c_int, v: *mut f64) -> OfxStatus {
+pub unsafe extern "C" fn host_param_get_double(
+    p: OfxParamHandle,
+    _t: f64,
+    i: c_int,
+    v: *mut f64,
+) -> OfxStatus {
     match param_value(unsafe { param(p) }, i as usize) {
         Some(Value::Double(x)) => {
             unsafe { *v = x };
@@ -500,7 +722,11 @@ pub unsafe extern "C" fn host_param_get_double(p: OfxParamHandle, _t: f64, i: c_
     }
 }
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn host_param_get_string(p: OfxParamHandle, _t: f64, v: *mut *mut c_char) -> OfxStatus {
+pub unsafe extern "C" fn host_param_get_string(
+    p: OfxParamHandle,
+    _t: f64,
+    v: *mut *mut c_char,
+) -> OfxStatus {
     let prm = unsafe { param(p) };
     // Point into the stored value (or default) so the pointer outlives this call, as hosts guarantee.
     let guard = prm.value.lock().unwrap();
@@ -530,16 +756,24 @@ pub unsafe extern "C" fn host_param_set_double(p: OfxParamHandle, _i: c_int, v: 
 }
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn host_param_set_string(p: OfxParamHandle, v: *const c_char) -> OfxStatus {
-    *unsafe { param(p) }.value.lock().unwrap() = Some(vec![Value::Str(unsafe { CStr::from_ptr(v) }.to_owned())]);
+    *unsafe { param(p) }.value.lock().unwrap() =
+        Some(vec![Value::Str(unsafe { CStr::from_ptr(v) }.to_owned())]);
     OK
 }
 
 // ------------------------------------------------------------------------------------------- messages, progress
 /// Messages sent with a NULL handle (no instance), e.g. from Load.
-pub static GLOBAL_MESSAGES: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+pub static GLOBAL_MESSAGES: std::sync::Mutex<Vec<(String, String)>> =
+    std::sync::Mutex::new(Vec::new());
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn host_message(h: *mut c_void, ty: *const c_char, _id: *const c_char, text: *const c_char, _persistent: c_int) -> OfxStatus {
+pub unsafe extern "C" fn host_message(
+    h: *mut c_void,
+    ty: *const c_char,
+    _id: *const c_char,
+    text: *const c_char,
+    _persistent: c_int,
+) -> OfxStatus {
     let (ty, text) = unsafe { (name(ty), name(text)) };
     if std::env::var_os("OFX_TEST_HOST_VERBOSE").is_some() {
         eprintln!("[host message] {ty}: {text}");
@@ -547,7 +781,11 @@ pub unsafe extern "C" fn host_message(h: *mut c_void, ty: *const c_char, _id: *c
     if h.is_null() {
         GLOBAL_MESSAGES.lock().unwrap().push((ty, text));
     } else {
-        unsafe { &*(h as *const EffectObj) }.messages.lock().unwrap().push((ty, text));
+        unsafe { &*(h as *const EffectObj) }
+            .messages
+            .lock()
+            .unwrap()
+            .push((ty, text));
     }
     OK
 }
@@ -555,7 +793,9 @@ unsafe extern "C" fn clearPersistentMessage(_h: *mut c_void) -> OfxStatus {
     OK
 }
 
-pub static MESSAGE_V1: OfxMessageSuiteV1 = OfxMessageSuiteV1 { message: Some(host_message_v) };
+pub static MESSAGE_V1: OfxMessageSuiteV1 = OfxMessageSuiteV1 {
+    message: Some(host_message_v),
+};
 pub static MESSAGE_V2: OfxMessageSuiteV2 = OfxMessageSuiteV2 {
     message: Some(host_message_v),
     setPersistentMessage: Some(host_persistent_message_v),
@@ -563,10 +803,18 @@ pub static MESSAGE_V2: OfxMessageSuiteV2 = OfxMessageSuiteV2 {
 };
 
 unsafe extern "C" fn progressStartV1(h: *mut c_void, _label: *const c_char) -> OfxStatus {
-    unsafe { &*(h as *const EffectObj) }.progress.lock().unwrap().starts += 1;
+    unsafe { &*(h as *const EffectObj) }
+        .progress
+        .lock()
+        .unwrap()
+        .starts += 1;
     OK
 }
-unsafe extern "C" fn progressStartV2(h: *mut c_void, label: *const c_char, _id: *const c_char) -> OfxStatus {
+unsafe extern "C" fn progressStartV2(
+    h: *mut c_void,
+    label: *const c_char,
+    _id: *const c_char,
+) -> OfxStatus {
     unsafe { progressStartV1(h, label) }
 }
 unsafe extern "C" fn progressUpdate(h: *mut c_void, p: f64) -> OfxStatus {
@@ -574,15 +822,31 @@ unsafe extern "C" fn progressUpdate(h: *mut c_void, p: f64) -> OfxStatus {
     let mut log = e.progress.lock().unwrap();
     log.updates += 1;
     log.last = p;
-    if log.updates > e.cancel_after_updates.load(Ordering::SeqCst) { kOfxStatReplyNo as OfxStatus } else { OK }
+    if log.updates > e.cancel_after_updates.load(Ordering::SeqCst) {
+        kOfxStatReplyNo as OfxStatus
+    } else {
+        OK
+    }
 }
 unsafe extern "C" fn progressEnd(h: *mut c_void) -> OfxStatus {
-    unsafe { &*(h as *const EffectObj) }.progress.lock().unwrap().ends += 1;
+    unsafe { &*(h as *const EffectObj) }
+        .progress
+        .lock()
+        .unwrap()
+        .ends += 1;
     OK
 }
 
-pub static PROGRESS_V1: OfxProgressSuiteV1 = OfxProgressSuiteV1 { progressStart: Some(progressStartV1), progressUpdate: Some(progressUpdate), progressEnd: Some(progressEnd) };
-pub static PROGRESS_V2: OfxProgressSuiteV2 = OfxProgressSuiteV2 { progressStart: Some(progressStartV2), progressUpdate: Some(progressUpdate), progressEnd: Some(progressEnd) };
+pub static PROGRESS_V1: OfxProgressSuiteV1 = OfxProgressSuiteV1 {
+    progressStart: Some(progressStartV1),
+    progressUpdate: Some(progressUpdate),
+    progressEnd: Some(progressEnd),
+};
+pub static PROGRESS_V2: OfxProgressSuiteV2 = OfxProgressSuiteV2 {
+    progressStart: Some(progressStartV2),
+    progressUpdate: Some(progressUpdate),
+    progressEnd: Some(progressEnd),
+};
 
 unsafe extern "C" fn getTime(_i: *mut c_void, t: *mut f64) -> OfxStatus {
     unsafe { *t = 0.0 };
@@ -598,7 +862,11 @@ unsafe extern "C" fn getTimeBounds(_i: *mut c_void, a: *mut f64, b: *mut f64) ->
     }
     OK
 }
-pub static TIMELINE: OfxTimeLineSuiteV1 = OfxTimeLineSuiteV1 { getTime: Some(getTime), gotoTime: Some(gotoTime), getTimeBounds: Some(getTimeBounds) };
+pub static TIMELINE: OfxTimeLineSuiteV1 = OfxTimeLineSuiteV1 {
+    getTime: Some(getTime),
+    gotoTime: Some(gotoTime),
+    getTimeBounds: Some(getTimeBounds),
+};
 
 unsafe extern "C" fn memoryAlloc(_h: *mut c_void, n: usize, out: *mut *mut c_void) -> OfxStatus {
     let p = unsafe { libc::malloc(n.max(1)) };
@@ -612,9 +880,16 @@ unsafe extern "C" fn memoryFree(p: *mut c_void) -> OfxStatus {
     unsafe { libc::free(p) };
     OK
 }
-pub static MEMORY: OfxMemorySuiteV1 = OfxMemorySuiteV1 { memoryAlloc: Some(memoryAlloc), memoryFree: Some(memoryFree) };
+pub static MEMORY: OfxMemorySuiteV1 = OfxMemorySuiteV1 {
+    memoryAlloc: Some(memoryAlloc),
+    memoryFree: Some(memoryFree),
+};
 
-pub unsafe extern "C" fn fetch_suite(host: OfxPropertySetHandle, suite: *const c_char, version: c_int) -> *const c_void {
+pub unsafe extern "C" fn fetch_suite(
+    host: OfxPropertySetHandle,
+    suite: *const c_char,
+    version: c_int,
+) -> *const c_void {
     let cfg = unsafe { &*(host as *const HostObj) }.config;
     let n = unsafe { name(suite) };
     match (n.as_str(), version) {

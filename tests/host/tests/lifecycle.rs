@@ -57,22 +57,55 @@ fn describe_declares_contexts_depths_and_behaviour() {
     let (d, s1, s2) = plugin().describe("OfxImageEffectContextGeneral");
     assert_eq!((s1, s2), (0, 0));
     let props = &d.props;
-    assert_eq!(props.get_str("OfxPropLabel", 0).as_deref(), Some("SVD Inbetween"));
+    assert_eq!(
+        props.get_str("OfxPropLabel", 0).as_deref(),
+        Some("SVD Inbetween")
+    );
     assert_eq!(
         props.get_strs("OfxImageEffectPropSupportedContexts"),
-        ["OfxImageEffectContextGeneral", "OfxImageEffectContextFilter", "OfxImageEffectContextTransition"]
+        [
+            "OfxImageEffectContextGeneral",
+            "OfxImageEffectContextFilter",
+            "OfxImageEffectContextTransition"
+        ]
     );
-    assert_eq!(props.get_strs("OfxImageEffectPropSupportedPixelDepths"), ["OfxBitDepthByte", "OfxBitDepthShort", "OfxBitDepthFloat"]);
-    assert_eq!(props.get_int("OfxImageEffectPropTemporalClipAccess", 0), Some(1));
+    assert_eq!(
+        props.get_strs("OfxImageEffectPropSupportedPixelDepths"),
+        ["OfxBitDepthByte", "OfxBitDepthShort", "OfxBitDepthFloat"]
+    );
+    assert_eq!(
+        props.get_int("OfxImageEffectPropTemporalClipAccess", 0),
+        Some(1)
+    );
     assert_eq!(props.get_int("OfxImageEffectPropSupportsTiles", 0), Some(0));
-    assert_eq!(props.get_int("OfxImageEffectPluginPropHostFrameThreading", 0), Some(0));
-    assert_eq!(props.get_str("OfxImageEffectPluginRenderThreadSafety", 0).as_deref(), Some("OfxImageEffectRenderFullySafe"));
-    let clips: Vec<String> = d.clips.lock().unwrap().iter().map(|c| c.name.clone()).collect();
+    assert_eq!(
+        props.get_int("OfxImageEffectPluginPropHostFrameThreading", 0),
+        Some(0)
+    );
+    assert_eq!(
+        props
+            .get_str("OfxImageEffectPluginRenderThreadSafety", 0)
+            .as_deref(),
+        Some("OfxImageEffectRenderFullySafe")
+    );
+    let clips: Vec<String> = d
+        .clips
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     assert_eq!(clips, ["Source", "Output"]);
     let src = d.clip("Source").unwrap();
     let src = unsafe { &*src };
-    assert_eq!(src.props.get_strs("OfxImageEffectPropSupportedComponents"), ["OfxImageComponentRGBA", "OfxImageComponentRGB"]);
-    assert_eq!(src.props.get_int("OfxImageEffectPropTemporalClipAccess", 0), Some(1));
+    assert_eq!(
+        src.props.get_strs("OfxImageEffectPropSupportedComponents"),
+        ["OfxImageComponentRGBA", "OfxImageComponentRGB"]
+    );
+    assert_eq!(
+        src.props.get_int("OfxImageEffectPropTemporalClipAccess", 0),
+        Some(1)
+    );
     // every documented parameter exists, with ranges and a hint
     for (name, kind) in [
         ("mode", "OfxParamTypeChoice"),
@@ -96,24 +129,50 @@ fn describe_declares_contexts_depths_and_behaviour() {
         ("unetMemory", "OfxParamTypeChoice"),
         ("cacheFolder", "OfxParamTypeString"),
     ] {
-        let p = unsafe { &*d.param(name).unwrap_or_else(|| panic!("param {name} missing")) };
+        let p = unsafe {
+            &*d.param(name)
+                .unwrap_or_else(|| panic!("param {name} missing"))
+        };
         assert_eq!(p.kind, kind, "{name}");
-        assert!(!p.props.get_strs("OfxParamPropHint").is_empty(), "{name} has no hint");
-        assert!(p.props.get("OfxParamPropDefault").is_some(), "{name} has no default");
+        assert!(
+            !p.props.get_strs("OfxParamPropHint").is_empty(),
+            "{name} has no hint"
+        );
+        assert!(
+            p.props.get("OfxParamPropDefault").is_some(),
+            "{name} has no default"
+        );
         if kind == "OfxParamTypeInteger" || kind == "OfxParamTypeDouble" {
-            for r in ["OfxParamPropMin", "OfxParamPropMax", "OfxParamPropDisplayMin", "OfxParamPropDisplayMax"] {
+            for r in [
+                "OfxParamPropMin",
+                "OfxParamPropMax",
+                "OfxParamPropDisplayMin",
+                "OfxParamPropDisplayMax",
+            ] {
                 assert!(p.props.get(r).is_some(), "{name} lacks {r}");
             }
         }
     }
     let mode = unsafe { &*d.param("mode").unwrap() };
-    assert_eq!(mode.props.get_strs("OfxParamPropChoiceOption"), ["Generative (Stable Video Diffusion)", "Frame blend (preview baseline)"]);
+    assert_eq!(
+        mode.props.get_strs("OfxParamPropChoiceOption"),
+        [
+            "Generative (Stable Video Diffusion)",
+            "Frame blend (preview baseline)"
+        ]
+    );
     let steps = unsafe { &*d.param("steps").unwrap() };
     assert_eq!(steps.props.get_int("OfxParamPropDefault", 0), Some(50));
     // the transition context swaps clips and drops keyframe params
     let (t, _, s2) = plugin().describe("OfxImageEffectContextTransition");
     assert_eq!(s2, 0);
-    let clips: Vec<String> = t.clips.lock().unwrap().iter().map(|c| c.name.clone()).collect();
+    let clips: Vec<String> = t
+        .clips
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     assert_eq!(clips, ["SourceFrom", "SourceTo", "Output"]);
     assert!(t.param("Transition").is_some() && t.param("keyframeA").is_none());
     let (_, _, s3) = plugin().describe("OfxImageEffectContextPaint");
@@ -123,15 +182,32 @@ fn describe_declares_contexts_depths_and_behaviour() {
 #[test]
 fn instance_actions_answer_correctly() {
     let inst = blend_instance(Depth::Float, 4, false);
-    assert_eq!(inst.clip_preferences(), 14, "ReplyDefault: we keep the host's preferences");
+    assert_eq!(
+        inst.clip_preferences(),
+        14,
+        "ReplyDefault: we keep the host's preferences"
+    );
     let (st, rod) = inst.region_of_definition(15.0);
     assert_eq!((st, rod), (0, vec![0.0, 0.0, W as f64, H as f64]));
     let (st, needed) = inst.frames_needed(15.0);
     assert_eq!(st, 0);
-    assert_eq!(needed["OfxImageClipPropFrameRange_Source"], vec![10.0, 10.0, 20.0, 20.0]);
+    assert_eq!(
+        needed["OfxImageClipPropFrameRange_Source"],
+        vec![10.0, 10.0, 20.0, 20.0]
+    );
     let (_, needed) = inst.frames_needed(25.0);
-    assert_eq!(needed["OfxImageClipPropFrameRange_Source"], vec![25.0, 25.0]);
-    for (t, identity) in [(5.0, true), (10.0, true), (11.0, false), (19.0, false), (20.0, true), (30.0, true)] {
+    assert_eq!(
+        needed["OfxImageClipPropFrameRange_Source"],
+        vec![25.0, 25.0]
+    );
+    for (t, identity) in [
+        (5.0, true),
+        (10.0, true),
+        (11.0, false),
+        (19.0, false),
+        (20.0, true),
+        (30.0, true),
+    ] {
         let (st, id) = inst.is_identity(t);
         if identity {
             assert_eq!((st, id), (0, Some(("Source".to_string(), t))), "t={t}");
@@ -150,7 +226,11 @@ fn check_blend(depth: Depth, comps: usize, top_down: bool, window: [i32; 4]) {
     assert_eq!(inst.sequence(true, [11.0, 19.0]), 0);
     for t in [11i64, 13, 17, 19] {
         assert_eq!(inst.render(t as f64, window), 0, "render t={t}");
-        assert_eq!(inst.outstanding_images(), 0, "every fetched image is released before render returns");
+        assert_eq!(
+            inst.outstanding_images(),
+            0,
+            "every fetched image is released before render returns"
+        );
         let out = inst.output(t).expect("output written");
         let u = (t as f32 - 10.0) / 10.0;
         let mut max_err = 0.0f32;
@@ -171,8 +251,15 @@ fn check_blend(depth: Depth, comps: usize, top_down: bool, window: [i32; 4]) {
             }
         }
         // float: exact arithmetic order differs by at most an ulp; byte/short: the same rounding on both sides
-        let tol = if depth == Depth::Float { 1e-6 } else { 0.5 / depth.max() + 1e-6 };
-        assert!(max_err <= tol, "{depth:?} comps {comps} top_down {top_down} t={t}: max err {max_err}");
+        let tol = if depth == Depth::Float {
+            1e-6
+        } else {
+            0.5 / depth.max() + 1e-6
+        };
+        assert!(
+            max_err <= tol,
+            "{depth:?} comps {comps} top_down {top_down} t={t}: max err {max_err}"
+        );
     }
     assert_eq!(inst.sequence(false, [11.0, 19.0]), 0);
 }
@@ -222,7 +309,11 @@ fn missing_keyframe_is_a_clear_error() {
     let inst = blend_instance(Depth::Float, 4, false);
     inst.clip("Source").frames.lock().unwrap().remove(&20);
     assert_eq!(inst.render(15.0, [0, 0, W, H]), 1);
-    assert_eq!(inst.outstanding_images(), 0, "the fetched keyframe A was released on the error path");
+    assert_eq!(
+        inst.outstanding_images(),
+        0,
+        "the fetched keyframe A was released on the error path"
+    );
     let msgs = inst.messages();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].0, "OfxMessageError");

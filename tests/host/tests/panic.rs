@@ -21,5 +21,9 @@ fn panic_in_render_is_caught_and_reported() {
     // the plugin is still usable afterwards
     assert_eq!(inst.is_identity(6.0).0, 0);
     drop(inst); // DestroyInstance
-    assert_eq!(plugin().action("OfxActionUnload", std::ptr::null(), None, None), 0, "Unload");
+    assert_eq!(
+        plugin().action("OfxActionUnload", std::ptr::null(), None, None),
+        0,
+        "Unload"
+    );
 }

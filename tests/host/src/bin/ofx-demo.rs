@@ -28,7 +28,18 @@ struct Args {
 
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mut a = Args { from: PathBuf::new(), to: PathBuf::new(), length: 12, out: PathBuf::from("out/demo"), mode: 0, models: None, cache: None, frames: None, params: vec![], sheet: None };
+    let mut a = Args {
+        from: PathBuf::new(),
+        to: PathBuf::new(),
+        length: 12,
+        out: PathBuf::from("out/demo"),
+        mode: 0,
+        models: None,
+        cache: None,
+        frames: None,
+        params: vec![],
+        sheet: None,
+    };
     while let Some(k) = it.next() {
         let mut v = || it.next().ok_or(format!("{k} needs a value"));
         match k.as_str() {
@@ -79,8 +90,14 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let a = parse()?;
-    let ka = ImageF32::read_png(&a.from).map_err(|e| e.to_string())?.to_channels(4).map_err(|e| e.to_string())?;
-    let kb = ImageF32::read_png(&a.to).map_err(|e| e.to_string())?.to_channels(4).map_err(|e| e.to_string())?;
+    let ka = ImageF32::read_png(&a.from)
+        .map_err(|e| e.to_string())?
+        .to_channels(4)
+        .map_err(|e| e.to_string())?;
+    let kb = ImageF32::read_png(&a.to)
+        .map_err(|e| e.to_string())?
+        .to_channels(4)
+        .map_err(|e| e.to_string())?;
     if (ka.width, ka.height) != (kb.width, kb.height) {
         return Err("keyframes must have the same size".into());
     }
@@ -91,7 +108,15 @@ fn run() -> Result<(), String> {
     let img_a = host_image_from_rgba(&ka, Depth::Float, 4, false);
     let img_b = host_image_from_rgba(&kb, Depth::Float, 4, false);
     for t in 0..=a.length {
-        inst.add_frame("Source", t, if t < a.length { img_a.clone() } else { img_b.clone() });
+        inst.add_frame(
+            "Source",
+            t,
+            if t < a.length {
+                img_a.clone()
+            } else {
+                img_b.clone()
+            },
+        );
     }
     inst.set_int("mode", a.mode);
     inst.set_int("keyframeA", 0);
@@ -121,26 +146,47 @@ fn run() -> Result<(), String> {
         } else {
             let st = inst.render(t as f64, [0, 0, w, h]);
             if st != 0 {
-                let msgs: Vec<String> = inst.messages().into_iter().map(|(k, m)| format!("{k}: {m}")).collect();
-                return Err(format!("render of frame {t} failed (status {st}): {}", msgs.join("; ")));
+                let msgs: Vec<String> = inst
+                    .messages()
+                    .into_iter()
+                    .map(|(k, m)| format!("{k}: {m}"))
+                    .collect();
+                return Err(format!(
+                    "render of frame {t} failed (status {st}): {}",
+                    msgs.join("; ")
+                ));
             }
             host_image_to_rgba(&inst.output(t).ok_or("no output")?)
         };
         let path = a.out.join(format!("frame_{t:04}.png"));
         img.write_png(&path).map_err(|e| e.to_string())?;
-        eprintln!("frame {t}{}", if identity.is_some() { " (keyframe, passed through)" } else { "" });
+        eprintln!(
+            "frame {t}{}",
+            if identity.is_some() {
+                " (keyframe, passed through)"
+            } else {
+                ""
+            }
+        );
         rendered.push(img);
     }
     for (k, m) in inst.messages() {
         eprintln!("host message {k}: {m}");
     }
     let gens = generation_count(p);
-    std::fs::write(a.out.join("generations.txt"), format!("{gens}\n")).map_err(|e| e.to_string())?;
+    std::fs::write(a.out.join("generations.txt"), format!("{gens}\n"))
+        .map_err(|e| e.to_string())?;
     if let Some(sheet) = &a.sheet {
-        contact_sheet(&rendered, w as usize, h as usize).write_png(sheet).map_err(|e| e.to_string())?;
+        contact_sheet(&rendered, w as usize, h as usize)
+            .write_png(sheet)
+            .map_err(|e| e.to_string())?;
         eprintln!("contact sheet: {}", sheet.display());
     }
-    eprintln!("{} frames written to {} ({gens} generation(s) in this process)", rendered.len(), a.out.display());
+    eprintln!(
+        "{} frames written to {} ({gens} generation(s) in this process)",
+        rendered.len(),
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -149,7 +195,9 @@ fn contact_sheet(frames: &[ImageF32], w: usize, h: usize) -> ImageF32 {
     let cols = frames.len().min(7).max(1);
     let rows = frames.len().div_ceil(cols);
     let mut out = ImageF32::new(cols * (w + 2), rows * (h + 2), 4);
-    out.data.chunks_exact_mut(4).for_each(|p| p.copy_from_slice(&[1.0, 1.0, 1.0, 1.0]));
+    out.data
+        .chunks_exact_mut(4)
+        .for_each(|p| p.copy_from_slice(&[1.0, 1.0, 1.0, 1.0]));
     for (i, f) in frames.iter().enumerate() {
         let (ox, oy) = ((i % cols) * (w + 2), (i / cols) * (h + 2));
         for y in 0..h {
