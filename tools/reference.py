@@ -67,7 +67,10 @@ class Noise:
 
 
 class Models:
-    def __init__(self, source: Path, reverse_unet: Path | None = None, reverse_base: Path | None = None):
+    def __init__(self, source: Path, reverse_unet: Path | None = None, reverse_base: Path | None = None,
+                 reverse_attention: str = "rotated"):
+        """reverse_attention "rotated" is the method; "own" is the TRF-style baseline the paper compares with:
+        the reverse branch is the unmodified forward UNet on the flipped latents, with its own attention."""
         from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
         from transformers import CLIPVisionModelWithProjection
 
@@ -81,8 +84,13 @@ class Models:
         self.scheduler = EulerDiscreteScheduler.from_pretrained(source / "scheduler")
         rev = UNetSpatioTemporalConditionModel.from_pretrained(reverse_unet, torch_dtype=f32).eval()
         base = UNetSpatioTemporalConditionModel.from_pretrained(reverse_base, torch_dtype=f32).eval() if reverse_base else None
-        self.rev_unet = gi.authors_reverse_unet(self.unet, rev, base).eval()
-        gi.attach_authors_processors(self.unet, self.rev_unet)
+        if reverse_attention == "rotated":
+            self.rev_unet = gi.authors_reverse_unet(self.unet, rev, base).eval()
+            gi.attach_authors_processors(self.unet, self.rev_unet)
+        elif reverse_attention == "own":
+            self.rev_unet = self.unet
+        else:
+            raise ValueError(f"unknown reverse attention {reverse_attention!r}")
         fe = json.loads((source / "feature_extractor" / "preprocessor_config.json").read_text())
         self.mean = torch.tensor(fe["image_mean"]).view(1, 3, 1, 1)
         self.std = torch.tensor(fe["image_std"]).view(1, 3, 1, 1)

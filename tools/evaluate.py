@@ -1,0 +1,264 @@
+"""Quality evaluation on held-out pairs of the procedural world (seeds ≥ tools.world.EVAL_SEED_BASE, never trained on).
+
+For each pair (frame 0 and frame F−1 of a world clip, the true in-betweens between them) every method makes F
+frames; the F−2 in-betweens are scored against the truth:
+
+  gi          ours: Generative Inbetweening through the Rust CLI on the exported package (paper defaults)
+  gi-noft     the same without the fine-tune: a package whose reverse weights are the forward ones (rotation kept)
+  trf         TRF-style: the reverse branch is the unmodified forward UNet with its own attention (no rotation)
+  forward     forward-only SVD from keyframe A (keyframe B unused)
+  blend       frame blend (the preview baseline)
+
+gi and gi-noft run through `svd-inbetween generate`; trf and forward through the PyTorch reference pipeline
+(tools.reference, which the Rust sampler matches to 2e-5), since the package has no graph for them.
+
+Metrics (per method, over all pairs): PSNR and SSIM of the in-betweens; sprite-track error (each sprite found by its
+colour, centroid distance to its true track as a fraction of its displacement A→B, capped at 1; a sprite that is
+not found counts 1); ghosting rate (share of (sprite, in-between) where the sprite is not exactly one solid blob of
+its colour); back-and-forth rate (share of consecutive frame pairs, keyframes included, where a sprite's centroid
+moves against its true direction). Only sprites at least half visible in the true frame are scored.
+
+    python -m tools.evaluate --package models/tiny --source models/tiny/source --pairs 100 --out out/eval
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import world
+
+METHODS = ("gi", "gi-noft", "trf", "forward", "blend")
+COLOUR_TOL = 0.28  # RGB distance (0..√3) within which a pixel counts as the sprite's colour
+MIN_VISIBLE = 0.5
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def _gauss_filter(x: np.ndarray, sigma=1.5, radius=5) -> np.ndarray:
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    k /= k.sum()
+    pad = np.pad(x, ((radius, radius), (radius, radius)), mode="reflect")
+    rows = sum(k[i] * pad[i:i + x.shape[0], :] for i in range(2 * radius + 1))
+    return sum(k[i] * rows[:, i:i + x.shape[1]] for i in range(2 * radius + 1))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004: Gaussian window σ 1.5, K1 0.01, K2 0.03, range 1) over the RGB channels."""
+    c1, c2 = 0.01**2, 0.03**2
+    out = []
+    for ch in range(a.shape[-1]):
+        x, y = a[..., ch].astype(np.float64), b[..., ch].astype(np.float64)
+        mx, my = _gauss_filter(x), _gauss_filter(y)
+        vx, vy = _gauss_filter(x * x) - mx * mx, _gauss_filter(y * y) - my * my
+        cxy = _gauss_filter(x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        out.append(s.mean())
+    return float(np.mean(out))
+
+
+def colour_mask(frame: np.ndarray, rgb) -> np.ndarray:
+    return np.linalg.norm(frame - np.asarray(rgb, np.float32), axis=-1) < COLOUR_TOL
+
+
+def components(mask: np.ndarray) -> list[np.ndarray]:
+    """4-connected components of a boolean mask, as index arrays (iterative flood fill; masks are small)."""
+    seen = np.zeros_like(mask, bool)
+    h, w = mask.shape
+    comps = []
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if seen[y0, x0]:
+            continue
+        stack, pix = [(y0, x0)], []
+        seen[y0, x0] = True
+        while stack:
+            y, x = stack.pop()
+            pix.append((y, x))
+            for yy, xx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
+                    seen[yy, xx] = True
+                    stack.append((yy, xx))
+        comps.append(np.array(pix))
+    return comps
+
+
+def find_sprite(frame: np.ndarray, rgb, expected_area: float):
+    """(centroid (x, y) or None, number of significant blobs). A blob is significant when it holds at least a fifth of
+    the sprite's true visible area (and 3 pixels)."""
+    comps = components(colour_mask(frame, rgb))
+    sig = [c for c in comps if len(c) >= max(3.0, 0.2 * expected_area)]
+    if not sig:
+        return None, 0
+    allpix = np.concatenate(sig)
+    return np.array([allpix[:, 1].mean() + 0.5, allpix[:, 0].mean() + 0.5]), len(sig)
+
+
+def score_pair(clip: world.Clip, frames: np.ndarray) -> dict:
+    """frames: (F, H, W, 3) in [0, 1], the method's output including its two keyframe slots."""
+    truth = clip.frames
+    nf = truth.shape[0]
+    mids = range(1, nf - 1)
+    out = {"psnr": [psnr(frames[i], truth[i]) for i in mids], "ssim": [ssim(frames[i], truth[i]) for i in mids],
+           "track": [], "ghost": [], "backforth": []}
+    for s_idx, s in enumerate(clip.sprites):
+        disp = max(float(np.linalg.norm(s.pos[-1] - s.pos[0])), 1.0)
+        cents = {}
+        for i in range(nf):
+            if clip.visible[s_idx, i] < MIN_VISIBLE:
+                continue
+            area = float(colour_mask(truth[i], s.rgb).sum())
+            c, blobs = find_sprite(frames[i], s.rgb, area)
+            cents[i] = c
+            if 0 < i < nf - 1:
+                out["ghost"].append(blobs != 1)
+                out["track"].append(1.0 if c is None else min(1.0, float(np.linalg.norm(c - s.pos[i])) / disp))
+        for i in range(nf - 1):
+            a, b = cents.get(i), cents.get(i + 1)
+            if a is None or b is None:
+                continue
+            true_step = s.pos[i + 1] - s.pos[i]
+            if np.linalg.norm(true_step) < 1.0:  # no clear direction to go against
+                continue
+            out["backforth"].append(float(np.dot(b - a, true_step)) < 0)
+    return out
+
+
+def summarise(scores: list[dict]) -> dict:
+    def mean(k):
+        vals = [v for s in scores for v in s[k]]
+        return float(np.mean(vals)) if vals else float("nan"), len(vals)
+
+    res = {}
+    for k, name in (("psnr", "psnr_db"), ("ssim", "ssim"), ("track", "track_error"), ("ghost", "ghosting_rate"),
+                    ("backforth", "back_and_forth_rate")):
+        res[name], res[f"{name}_n"] = mean(k)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- methods
+def blend(a: np.ndarray, b: np.ndarray, nf: int) -> np.ndarray:
+    u = np.linspace(0, 1, nf, dtype=np.float32)[:, None, None, None]
+    return (1 - u) * a[None] + u * b[None]
+
+
+def save_png(path: Path, img01: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.round(np.clip(img01, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
+def run_cli(cli: Path, package: Path, a_png: Path, b_png: Path, out: Path, extra: list[str]) -> np.ndarray:
+    cmd = [str(cli), "generate", "--models", str(package), "--from", str(a_png), "--to", str(b_png), "--out", str(out),
+           *extra]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
+    return np.load(out / "frames.npy")
+
+
+class Reference:
+    def __init__(self, source: Path):
+        from . import reference
+
+        self.ref = reference
+        self.trf = reference.Models(source, source / "unet", None, reverse_attention="own")
+
+    def run(self, a01, b01, fusion: str, seed: int) -> np.ndarray:
+        import torch
+
+        ta = torch.from_numpy(a01).permute(2, 0, 1)[None].contiguous()
+        tb = torch.from_numpy(b01).permute(2, 0, 1)[None].contiguous()
+        p = self.ref.Params(seed=seed, fusion=fusion)
+        _, frames = self.ref.generate(self.trf, ta, tb, p, self.ref.Noise(seed))
+        return frames.numpy()
+
+
+def make_noft_package(source: Path, out: Path) -> Path:
+    """The package of (b): the exporter run with the forward UNet as the reverse UNet (delta zero)."""
+    if (out / "manifest.json").exists():
+        return out
+    from .export import export_package
+
+    m = json.loads((source.parent / "manifest.json").read_text()) if (source.parent / "manifest.json").exists() else {}
+    export_package(source, source / "unet", None, out, "fp32", m.get("num_frames", 7), m.get("height", 64),
+                   m.get("width", 128), "tiny-trained-no-finetune")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--package", type=Path, default=Path("models/tiny"))
+    ap.add_argument("--source", type=Path, help="the package's diffusers folders (default: PACKAGE/source)")
+    ap.add_argument("--cli", type=Path, default=Path("target/release/svd-inbetween"))
+    ap.add_argument("--pairs", type=int, default=100)
+    ap.add_argument("--first", type=int, default=0, help="first pair index (to split the work across processes)")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--seed", type=int, default=42, help="generation seed (the same for every pair and method)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--sheets", type=int, default=6, help="contact sheets for the first N pairs")
+    a = ap.parse_args(argv)
+    source = a.source or a.package / "source"
+    man = json.loads((a.package / "manifest.json").read_text())
+    nf, h, w = man["num_frames"], man["height"], man["width"]
+    a.out.mkdir(parents=True, exist_ok=True)
+    ref = Reference(source) if {"trf", "forward"} & set(a.methods) else None
+    noft = make_noft_package(source, a.out / "pkg-no-finetune") if "gi-noft" in a.methods else None
+    results = {m: [] for m in a.methods}
+    timing = {m: 0.0 for m in a.methods}
+    for k in range(a.first, a.first + a.pairs):
+        seed = world.EVAL_SEED_BASE + k
+        clip = world.make_clip(seed, nf, h, w)
+        pdir = a.out / "pairs" / f"{k:04d}"
+        pdir.mkdir(parents=True, exist_ok=True)
+        a_png, b_png = pdir / "a.png", pdir / "b.png"
+        save_png(a_png, clip.frames[0])
+        save_png(b_png, clip.frames[-1])
+        # the methods see the keyframes as 8-bit PNGs, like a user's
+        a01 = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(a_png), np.float32)[..., :3] / 255
+        b01 = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(b_png), np.float32)[..., :3] / 255
+        outs = {}
+        for m in a.methods:
+            t0 = time.time()
+            if m == "gi":
+                outs[m] = run_cli(a.cli, a.package, a_png, b_png, pdir / m, ["--seed", str(a.seed)])
+            elif m == "gi-noft":
+                outs[m] = run_cli(a.cli, noft, a_png, b_png, pdir / m, ["--seed", str(a.seed)])
+            elif m == "trf":
+                outs[m] = ref.run(a01, b01, "average", a.seed)
+            elif m == "forward":
+                outs[m] = ref.run(a01, b01, "forward-only", a.seed)
+            else:
+                outs[m] = blend(a01, b01, nf)
+            timing[m] += time.time() - t0
+            results[m].append(score_pair(clip, outs[m]))
+        np.savez_compressed(pdir / "frames.npz", truth=clip.frames, **{m.replace("-", "_"): v for m, v in outs.items()})
+        if k - a.first < a.sheets:
+            rows = [world.contact_sheet(clip.frames)] + [world.contact_sheet(outs[m]) for m in a.methods]
+            gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
+            from PIL import Image
+
+            Image.fromarray(np.concatenate(sum([[r, gap] for r in rows], [])[:-1])).save(a.out / f"sheet_{k:04d}.png")
+        (a.out / "scores.jsonl").open("a").write(json.dumps({"pair": k, "seed": seed, **{
+            m: {kk: [float(x) for x in vv] for kk, vv in results[m][-1].items()} for m in a.methods}}) + "\n")
+        print(f"pair {k}: " + "  ".join(f"{m} track {np.mean(results[m][-1]['track'] or [np.nan]):.2f}"
+                                         for m in a.methods), file=sys.stderr, flush=True)
+    table = {m: summarise(results[m]) | {"seconds_per_pair": timing[m] / max(1, a.pairs)} for m in a.methods}
+    (a.out / "summary.json").write_text(json.dumps({"pairs": a.pairs, "first": a.first, "seed": a.seed,
+                                                     "package": str(a.package), "methods": table}, indent=2))
+    print(json.dumps(table, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sys.exit(main())

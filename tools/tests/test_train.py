@@ -1,0 +1,181 @@
+"""Training smoke tests (a few steps on the small `smoke` config, never the real training): the objective learns, the
+forward stage writes folders the exporter takes, the reverse stage (Algorithm 1) changes exactly the 32 tensors,
+runs on a folder of the user's own frames with bf16 autocast, gradient checkpointing and accumulation, and resumes."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tools import gi, train, world
+
+CFG = train.CONFIGS["smoke"]
+
+
+def fixed_batch(b=2, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    lat = torch.randn(b, CFG.frames, 4, CFG.height // 8, CFG.width // 8, generator=g)
+    return dict(latents=lat, noise=torch.randn(lat.shape, generator=g), sigma=torch.tensor([0.5, 3.0])[:b],
+                cond_latents=torch.randn(b, 4, CFG.height // 8, CFG.width // 8, generator=g),
+                embeds=torch.randn(b, 1, 32, generator=g), time_ids=torch.tensor([[6.0, 127.0, 0.02]] * b))
+
+
+def test_edm_scalings_are_svds():
+    s = torch.tensor([0.002, 1.0, 700.0])
+    c_in, c_skip, c_out, c_noise, w = train.edm_scalings(s)
+    torch.testing.assert_close(c_in, 1 / torch.sqrt(s**2 + 1))
+    torch.testing.assert_close(c_skip, 1 / (s**2 + 1))
+    torch.testing.assert_close(c_out, -s / torch.sqrt(s**2 + 1))
+    torch.testing.assert_close(c_noise, 0.25 * torch.log(s))
+    torch.testing.assert_close(w, (1 + s**2) / s**2)
+
+
+def test_a_perfect_v_prediction_has_zero_loss():
+    """denoising_loss wires the scalings as SVD does: the v target (ε − σ·x)/√(σ²+1) reconstructs x exactly."""
+    fb = fixed_batch()
+    x, eps, sig = fb["latents"], fb["noise"], fb["sigma"].view(-1, 1, 1, 1, 1)
+    v = (eps - sig * x) / torch.sqrt(sig**2 + 1)
+    loss, per = train.denoising_loss(lambda *a, **k: (v,), **fb)
+    assert float(loss) < 1e-10, per
+    wrong, _ = train.denoising_loss(lambda *a, **k: (-v,), **fb)
+    assert float(wrong) > 1.0
+
+
+def test_sigma_distribution_is_lognormal_0_7_1_6():
+    s = train.sample_sigmas(200_000, torch.Generator().manual_seed(0))
+    assert abs(float(torch.log(s).mean()) - 0.7) < 0.02
+    assert abs(float(torch.log(s).std()) - 1.6) < 0.02
+
+
+def test_forward_objective_learns_a_fixed_batch():
+    torch.manual_seed(0)
+    unet = train.new_unet(CFG)
+    fb = fixed_batch()
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3)
+    with torch.no_grad():
+        before = float(train.denoising_loss(unet, **fb)[0])
+    for _ in range(8):
+        loss, _ = train.denoising_loss(unet, **fb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(train.denoising_loss(unet, **fb)[0])
+    assert after < 0.8 * before, (before, after)
+
+
+def test_reverse_objective_learns_and_touches_only_the_32_tensors():
+    torch.manual_seed(1)
+    ref = train.new_unet(CFG).eval().requires_grad_(False)
+    trainable = copy.deepcopy(ref)
+    params = train.trainable_reverse_params(trainable)
+    assert len(params) == 32 and all(any(n.endswith(k) for k in gi.REVERSE_KEYS) for n in params)
+    gi.attach_authors_processors(ref, trainable)
+    enc = train.Encoders(train.new_vae(CFG).eval().requires_grad_(False), train.new_clip())
+    clip = torch.from_numpy(world.batch([11, 12], CFG.frames, CFG.height, CFG.width))
+    ids = torch.tensor([[6.0, 127.0, 0.02]] * 2)
+    opt = torch.optim.AdamW(params.values(), lr=1e-2)
+
+    def loss_at(seed):
+        return train.reverse_step_loss(ref, trainable, enc, clip, torch.Generator().manual_seed(seed), ids)[0]
+
+    with torch.no_grad():
+        before = float(loss_at(5))
+    start = {n: p.detach().clone() for n, p in trainable.state_dict().items()}
+    for _ in range(8):
+        loss = loss_at(5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss_at(5))
+    assert after < 0.9 * before, (before, after)
+    changed = {n for n, t in trainable.state_dict().items() if not torch.equal(t, start[n])}
+    assert changed == set(params), sorted(changed ^ set(params))[:5]
+
+
+def test_reverse_uses_the_reference_maps_rotated():
+    """The trainable copy's temporal attention really is the reference's map flipped on both frame axes: giving the
+    reference a different clip changes the trainable copy's output, although its own input is the same."""
+    torch.manual_seed(2)
+    ref = train.new_unet(CFG).eval()
+    trainable = copy.deepcopy(ref).eval()
+    store = gi.attach_authors_processors(ref, trainable)
+    fb = fixed_batch()
+    with torch.no_grad():
+        train.denoising_loss(ref, **fb)
+        maps = [p.clone() for p in store]
+        a = train.denoising_loss(trainable, **fb)[1]
+        fb2 = dict(fb, latents=fb["latents"].flip(1) * 2)
+        train.denoising_loss(ref, **fb2)
+        b = train.denoising_loss(trainable, **fb)[1]
+    assert len(maps) == 16 and all(m.shape[-1] == CFG.frames for m in maps)
+    assert not torch.allclose(a, b)
+
+
+@pytest.fixture(scope="module")
+def smoke_svd(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fwd")
+    rc = train.main(["forward", "--out", str(out), "--config", "smoke", "--vae-steps", "3", "--unet-steps", "3",
+                     "--batch", "2", "--vae-batch", "1", "--checkpoint-every", "2", "--threads", "1"])
+    assert rc == 0
+    return out
+
+
+def test_forward_stage_writes_folders_the_exporter_takes(smoke_svd, tmp_path):
+    from tools.export import export_package
+
+    svd = smoke_svd / "svd"
+    for sub in ("unet", "vae", "image_encoder", "feature_extractor", "scheduler"):
+        assert (svd / sub).is_dir(), sub
+    logged = [json.loads(line) for line in (smoke_svd / "log.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in logged} == {"vae", "unet"}
+    sf = json.loads((svd / "vae" / "config.json").read_text())["scaling_factor"]
+    assert sf > 0 and sf != 0.18215  # measured on held-out clips, not the SD constant
+    report = export_package(svd, svd / "unet", None, tmp_path / "pkg", "fp32", CFG.frames, CFG.height, CFG.width,
+                            "smoke")
+    assert json.loads((tmp_path / "pkg" / "manifest.json").read_text())["vae_scaling_factor"] == pytest.approx(sf)
+    assert all(r["max_abs"] <= 1e-4 for r in report.values() if isinstance(r, dict))
+
+
+def test_reverse_stage_on_own_footage_bf16_checkpointing_accumulation_and_resume(smoke_svd, tmp_path):
+    from diffusers import UNetSpatioTemporalConditionModel
+    from PIL import Image
+
+    # "the user's own footage": a folder of clip folders of numbered frames, at another size than the model's
+    footage = tmp_path / "footage"
+    for c in range(2):
+        d = footage / f"shot{c}"
+        d.mkdir(parents=True)
+        for i, f in enumerate(world.make_clip(100 + c, 5, 96, 96).frames):
+            Image.fromarray(np.round(f * 255).astype(np.uint8)).save(d / f"{i:04d}.png")
+    out = tmp_path / "rev"
+    args = ["reverse", "--svd", str(smoke_svd / "svd"), "--out", str(out), "--data", str(footage),
+            "--frames", str(CFG.frames), "--height", str(CFG.height), "--width", str(CFG.width), "--batch", "1",
+            "--grad-accum", "2", "--mixed-precision", "bf16", "--gradient-checkpointing", "--checkpoint-every", "1",
+            "--threads", "1", "--lr", "1e-2"]
+    assert train.main(args + ["--steps", "2"]) == 0
+    assert sorted(p.name for p in (out / "checkpoints").glob("reverse-*.pt")) == ["reverse-0000001.pt",
+                                                                                    "reverse-0000002.pt"]
+    assert train.main(args + ["--steps", "3"]) == 0  # resumes at step 2, trains one more
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2], steps
+    base = UNetSpatioTemporalConditionModel.from_pretrained(smoke_svd / "svd" / "unet").state_dict()
+    tuned = UNetSpatioTemporalConditionModel.from_pretrained(out / "unet").state_dict()
+    assert base.keys() == tuned.keys()
+    changed = {n for n in base if not torch.equal(base[n], tuned[n])}
+    expected = {n for n in base if any(n.endswith(k) for k in gi.REVERSE_KEYS)}
+    assert len(expected) == 32 and changed == expected
+
+
+def test_footage_folder_without_enough_frames_is_a_clear_error(tmp_path):
+    (tmp_path / "shot").mkdir()
+    with pytest.raises(SystemExit, match="holds no folder with at least 7 frames"):
+        train.FolderData(tmp_path, 7, 64, 128)
+
+
+def test_training_seeds_never_reach_the_evaluation_range():
+    data = train.WorldData(7, 64, 128, seed_offset=0)
+    with pytest.raises(AssertionError, match="evaluation range"):
+        data.batch(world.EVAL_SEED_BASE // 16, 16)

@@ -1,0 +1,578 @@
+"""Training for svd-inbetween: SVD's objective from scratch (forward) and the paper's reverse-motion fine-tune.
+
+    python -m tools.train forward --out DIR [--config tiny] [--vae-steps N] [--unet-steps N] [--batch B] ...
+        VAE (AutoencoderKLTemporalDecoder) then UNet (UNetSpatioTemporalConditionModel) from scratch on the procedural
+        world (tools.world) or a folder of frame folders; writes a diffusers SVD folder (model_index.json, unet/,
+        vae/, image_encoder/, feature_extractor/, scheduler/) that tools.export takes unchanged.
+    python -m tools.train reverse --svd DIR --out DIR [--steps N] [--batch B] [--grad-accum K]
+                                  [--mixed-precision no|fp16|bf16] [--gradient-checkpointing] [--data world|FOLDER]
+        Algorithm 1 of Wang et al. 2024 (arXiv 2408.15239): only the 32 attn1.to_v / attn1.to_out.0 weights of the
+        16 temporal self-attention layers train; writes DIR/unet (the exporter's --reverse-unet, with --svd's unet as
+        --reverse-base). The same command serves a real SVD folder on a GPU.
+    python -m tools.train plot --log DIR/log.jsonl --out curve.png
+
+Both stages checkpoint every --checkpoint-every steps into DIR/checkpoints/ and resume from the newest checkpoint
+when run again with the same DIR (the data order is a function of the step, so a resumed run sees the same clips).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F_
+
+from . import gi, world
+from .tiny import CLIP_MEAN, CLIP_STD, scheduler_config
+
+# SVD's training noise distribution (EDM, as in the authors' training code)
+P_MEAN, P_STD = 0.7, 1.6
+FPS_ID = 6.0  # 7 fps clips, passed as fps − 1 like SVD's pipeline
+MOTION_BUCKET = 127.0
+NOISE_AUG = 0.02
+
+
+# ---------------------------------------------------------------------------------------------- the objective
+def sample_sigmas(batch: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.exp(P_MEAN + P_STD * torch.randn(batch, generator=gen))
+
+
+def edm_scalings(sigma: torch.Tensor):
+    """SVD's v-prediction preconditioning: (c_in, c_skip, c_out, c_noise, loss weight)."""
+    s2 = sigma**2
+    return 1 / torch.sqrt(s2 + 1), 1 / (s2 + 1), -sigma / torch.sqrt(s2 + 1), 0.25 * torch.log(sigma), (1 + s2) / s2
+
+
+def denoising_loss(unet, latents, noise, sigma, cond_latents, embeds, time_ids):
+    """latents, noise: (B,F,4,h,w); cond_latents: (B,4,h,w) (unscaled VAE mode, repeated over frames); embeds:
+    (B,1,D); time_ids (B,3). Returns (loss, per-sample loss)."""
+    c_in, c_skip, c_out, c_noise, weight = (t.view(-1, 1, 1, 1, 1) if t.dim() else t for t in edm_scalings(sigma))
+    noisy = latents + noise * sigma.view(-1, 1, 1, 1, 1)
+    frames = latents.shape[1]
+    x = torch.cat([noisy * c_in, cond_latents.unsqueeze(1).expand(-1, frames, -1, -1, -1).to(noisy.dtype)], dim=2)
+    pred = unet(x, c_noise.flatten(), embeds, time_ids, return_dict=False)[0]
+    denoised = pred.float() * c_out + noisy * c_skip
+    per = (weight * (denoised - latents) ** 2).flatten(1).mean(1)
+    return per.mean(), per.detach()
+
+
+# ---------------------------------------------------------------------------------------------- data
+class WorldData:
+    """Clips of the procedural world; the seeds of step s are a pure function of (s, batch), all below the
+    evaluation range. Also gives each clip's motion-bucket id from its true displacement."""
+
+    def __init__(self, frames: int, height: int, width: int, seed_offset: int = 0):
+        self.frames, self.height, self.width, self.offset = frames, height, width, seed_offset
+
+    def batch(self, step: int, size: int):
+        seeds = [self.offset + step * size + i for i in range(size)]
+        assert max(seeds) < world.EVAL_SEED_BASE, "training seeds must stay below the evaluation range"
+        clips = [world.make_clip(s, self.frames, self.height, self.width) for s in seeds]
+        x = np.stack([c.frames for c in clips]).transpose(0, 1, 4, 2, 3) * 2 - 1
+        return torch.from_numpy(x.astype(np.float32)), torch.tensor([motion_bucket(c, self.width) for c in clips])
+
+
+def motion_bucket(clip: world.Clip, width: int) -> float:
+    """127 for the world's typical motion (mean sprite path ≈ 45 % of the width over the clip), proportional to it,
+    clipped to SVD's 1–255."""
+    tr = clip.tracks()
+    path = np.linalg.norm(np.diff(tr, axis=1), axis=-1).sum(axis=1).mean()
+    return float(np.clip(127.0 * path / (0.45 * width), 1.0, 255.0))
+
+
+class FolderData:
+    """The user's own footage: a folder of clip folders, each holding numbered frames (PNG/JPEG). A sample is F
+    consecutive frames (every `stride`-th) from a random start, resized to the model size (bilinear, like the
+    authors' loader). The motion bucket is the default 127 (no tracks to measure)."""
+
+    EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+    def __init__(self, root: Path, frames: int, height: int, width: int, stride: int = 1, seed: int = 0):
+        self.frames, self.height, self.width, self.stride, self.seed = frames, height, width, stride, seed
+        self.clips = []
+        for d in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+            files = sorted(f for f in d.iterdir() if f.suffix.lower() in self.EXT)
+            if len(files) >= (frames - 1) * stride + 1:
+                self.clips.append(files)
+        if not self.clips:
+            raise SystemExit(f"train: {root} holds no folder with at least {(frames - 1) * stride + 1} frames "
+                             f"(expected {root}/<clip>/<numbered frames>.png)")
+
+    def batch(self, step: int, size: int):
+        from PIL import Image
+
+        rng = np.random.default_rng([self.seed, step])
+        out = []
+        for _ in range(size):
+            files = self.clips[int(rng.integers(len(self.clips)))]
+            span = (self.frames - 1) * self.stride + 1
+            start = int(rng.integers(len(files) - span + 1))
+            imgs = [Image.open(f).convert("RGB").resize((self.width, self.height), Image.BILINEAR)
+                    for f in files[start:start + span:self.stride]]
+            out.append(np.stack([np.asarray(i, np.float32) / 127.5 - 1 for i in imgs]).transpose(0, 3, 1, 2))
+        return torch.from_numpy(np.stack(out)), torch.full((size,), MOTION_BUCKET)
+
+
+def make_data(spec: str, frames, height, width, stride=1, seed=0):
+    if spec == "world":
+        return WorldData(frames, height, width, seed_offset=seed * 10_000_000)
+    return FolderData(Path(spec), frames, height, width, stride, seed)
+
+
+# ---------------------------------------------------------------------------------------------- models
+@dataclass
+class Config:
+    frames: int = 7
+    height: int = 64
+    width: int = 128
+    channels: tuple = (32, 32, 32, 32)
+    heads: tuple = (2, 2, 2, 2)
+    vae_channels: tuple = (32, 32, 32, 32)
+
+
+CONFIGS = {
+    # today's embedded package: SVD-XT's block structure (16 temporal self-attention layers), widths shrunk
+    "tiny": Config(),
+    # the CI smoke test: the same UNet structure at 3 frames of 64×64, one-block VAE levels
+    "smoke": Config(frames=3, height=64, width=64),
+}
+
+
+def new_unet(c: Config):
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    return UNetSpatioTemporalConditionModel(
+        sample_size=c.height // 8, in_channels=8, out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
+        up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
+        block_out_channels=c.channels, addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
+        layers_per_block=2, cross_attention_dim=32, transformer_layers_per_block=1, num_attention_heads=c.heads,
+        num_frames=c.frames)
+
+
+def new_vae(c: Config):
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    return AutoencoderKLTemporalDecoder(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4, block_out_channels=c.vae_channels,
+        layers_per_block=1, latent_channels=4, sample_size=c.height, scaling_factor=0.18215, force_upcast=True)
+
+
+def new_clip(seed: int = 20240828):
+    """A fixed random CLIP vision tower of the real class (not trained: the conditioning latents carry the image;
+    the embedding adds a fixed random projection of it to the cross-attention)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    cfg = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=224, patch_size=32, projection_dim=32, hidden_act="gelu")
+    return CLIPVisionModelWithProjection(cfg).eval()
+
+
+class Encoders:
+    """The frozen conditioning path, as SVD's pipeline and the authors' training compute it."""
+
+    def __init__(self, vae, clip, mean=CLIP_MEAN, std=CLIP_STD):
+        self.vae, self.clip = vae, clip
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def embed(self, img):  # img (B,3,H,W) in [-1,1] → (B,1,D)
+        from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import \
+            _resize_with_antialiasing
+
+        dev = next(self.clip.parameters()).device
+        x = _resize_with_antialiasing(img.float(), (224, 224))
+        x = ((x + 1) / 2 - self.mean.to(dev)) / self.std.to(dev)
+        return self.clip(pixel_values=x.to(self.clip.dtype)).image_embeds.unsqueeze(1).float()
+
+    @torch.no_grad()
+    def cond_latent(self, img, aug_noise, strength):  # VAE mode of the noise-augmented image, unscaled
+        s = strength.view(-1, 1, 1, 1).to(img.device)
+        return self.vae.encode((img + s * aug_noise.to(img.device)).to(self.vae.dtype)).latent_dist.mode().float()
+
+    @torch.no_grad()
+    def clip_latents(self, clip, gen):  # (B,F,3,H,W) → (B,F,4,h,w) sampled and scaled, as the authors train
+        b, f = clip.shape[:2]
+        dist = self.vae.encode(clip.flatten(0, 1).to(self.vae.dtype)).latent_dist
+        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(dist.mean.device, dist.mean.dtype)
+        return (z.float() * self.vae.config.scaling_factor).unflatten(0, (b, f))
+
+
+# ---------------------------------------------------------------------------------------------- bookkeeping
+class Run:
+    """Output folder with a JSON-lines log, checkpoints every N steps (kept: the newest two) and resume."""
+
+    def __init__(self, out: Path, every: int):
+        self.out, self.every = Path(out), every
+        self.ck = self.out / "checkpoints"
+        self.ck.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.out / "log.jsonl", "a")
+        self.t0 = time.time()
+
+    def latest(self, prefix: str):
+        cks = sorted(self.ck.glob(f"{prefix}-*.pt"))
+        return torch.load(cks[-1], weights_only=False) if cks else None
+
+    def save(self, prefix: str, step: int, state: dict):
+        path = self.ck / f"{prefix}-{step:07d}.pt"
+        torch.save(state, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+        for old in sorted(self.ck.glob(f"{prefix}-*.pt"))[:-2]:
+            old.unlink()
+
+    def record(self, **kv):
+        kv.update(wall_s=round(time.time() - self.t0, 2), peak_rss_mb=peak_rss_mb())
+        self.log.write(json.dumps(kv) + "\n")
+        self.log.flush()
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def lr_at(step, total, base, warmup):
+    """Linear warm-up, then cosine to 10 % of the base rate."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def write_pipeline_folder(out: Path, unet, vae, clip):
+    from diffusers import EulerDiscreteScheduler
+    from transformers import CLIPImageProcessor
+
+    out.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(out / "unet")
+    vae.save_pretrained(out / "vae")
+    clip.save_pretrained(out / "image_encoder")
+    CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}, image_mean=CLIP_MEAN,
+                       image_std=CLIP_STD, do_normalize=True, do_resize=True, do_center_crop=True,
+                       do_rescale=True).save_pretrained(out / "feature_extractor")
+    EulerDiscreteScheduler.from_config(scheduler_config()).save_pretrained(out / "scheduler")
+    (out / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableVideoDiffusionPipeline", "_diffusers_version": "0.42.1",
+        "feature_extractor": ["transformers", "CLIPImageProcessor"],
+        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
+        "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
+    }, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------- forward stage
+def train_vae(a, cfg: Config, run: Run, data):
+    vae = new_vae(cfg)
+    opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, weight_decay=0.0)
+    start = 0
+    st = run.latest("vae")
+    if st:
+        vae.load_state_dict(st["model"]), opt.load_state_dict(st["opt"])
+        start = st["step"]
+        print(f"train: resuming the VAE at step {start}", file=sys.stderr)
+    gen = torch.Generator().manual_seed(a.seed)
+    for step in range(start, a.vae_steps):
+        gen.manual_seed(a.seed * 1_000_003 + step)
+        x, _ = data.batch(step, a.vae_batch)
+        flat = x.flatten(0, 1)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, a.vae_steps, a.vae_lr, 50)
+        dist = vae.encode(flat).latent_dist
+        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)
+        rec = vae.decode(z, num_frames=x.shape[1]).sample
+        mse = F_.mse_loss(rec, flat)
+        kl = dist.kl().mean() / z[0].numel()
+        loss = mse + F_.l1_loss(rec, flat) * 0.5 + a.vae_kl * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if step % 10 == 0 or step == a.vae_steps - 1:
+            run.record(stage="vae", step=step, loss=float(loss), mse=float(mse), kl=float(kl))
+            print(f"vae {step:5d} loss {float(loss):.4f} mse {float(mse):.4f}", file=sys.stderr)
+        if (step + 1) % a.checkpoint_every == 0 or step == a.vae_steps - 1:
+            run.save("vae", step + 1, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1})
+    vae.eval().requires_grad_(False)
+    # Like SD's 0.18215: scale the sampled latents to unit variance, measured on clips no step trained on.
+    with torch.no_grad():
+        x, _ = data.batch(9_000_000 // 64, 64)  # seeds 9,000,000…: neither stage trains on them
+        sf = 1.0 / float(vae.encode(x.flatten(0, 1)).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=round(sf, 5))
+    return vae
+
+
+def forward(a) -> int:
+    cfg = CONFIGS[a.config]
+    torch.set_num_threads(a.threads)
+    run = Run(a.out, a.checkpoint_every)
+    data = make_data(a.data, cfg.frames, cfg.height, cfg.width, a.stride, a.seed)
+    torch.manual_seed(a.seed)
+    vae = train_vae(a, cfg, run, data)
+    clip = new_clip()
+    enc = Encoders(vae, clip)
+    unet = new_unet(cfg)
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=a.lr, weight_decay=0.01)
+    start = 0
+    st = run.latest("unet")
+    if st:
+        unet.load_state_dict(st["model"]), ema.load_state_dict(st["ema"]), opt.load_state_dict(st["opt"])
+        start = st["step"]
+        print(f"train: resuming the UNet at step {start}", file=sys.stderr)
+    gen = torch.Generator()
+    b = a.batch
+    for step in range(start, a.unet_steps):
+        gen.manual_seed(a.seed * 7_000_003 + step)
+        # the UNet sees other clips than the VAE did (a second seed block)
+        x, buckets = data.batch(step + 5_000_000 // max(1, b), b)
+        latents = enc.clip_latents(x, gen)
+        strength = torch.where(torch.rand(b, generator=gen) < 0.5, torch.full((b,), NOISE_AUG),
+                               torch.rand(b, generator=gen) * 0.1)
+        cond = enc.cond_latent(x[:, 0], torch.randn(x[:, 0].shape, generator=gen), strength)
+        emb = enc.embed(x[:, 0])
+        # conditioning dropout, so that classifier-free guidance (zero embedding + zero latents) means something
+        r = torch.rand(b, generator=gen)
+        drop_both, drop_emb, drop_lat = r < a.drop, (r >= a.drop) & (r < a.drop * 1.5), (r >= a.drop * 1.5) & (r < a.drop * 2)
+        emb = emb * (~(drop_both | drop_emb)).float().view(-1, 1, 1)
+        cond = cond * (~(drop_both | drop_lat)).float().view(-1, 1, 1, 1)
+        ids = torch.stack([torch.full((b,), FPS_ID), buckets.float(), strength], dim=1)
+        sigma = sample_sigmas(b, gen)
+        noise = torch.randn(latents.shape, generator=gen)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, a.unet_steps, a.lr, a.warmup)
+        loss, _ = denoising_loss(unet, latents, noise, sigma, cond, emb, ids)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(a.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1 - d)
+        if step % 10 == 0 or step == a.unet_steps - 1:
+            run.record(stage="unet", step=step, loss=float(loss), grad_norm=float(gn), lr=opt.param_groups[0]["lr"])
+            print(f"unet {step:5d} loss {float(loss):.4f}", file=sys.stderr)
+        if (step + 1) % a.checkpoint_every == 0 or step == a.unet_steps - 1:
+            run.save("unet", step + 1, {"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                        "step": step + 1})
+    write_pipeline_folder(Path(a.out) / "svd", ema if a.ema > 0 else unet, vae, clip)
+    (Path(a.out) / "svd" / "training.json").write_text(json.dumps({
+        "stage": "forward", "args": {k: str(v) for k, v in vars(a).items() if k != "func"}, "config": asdict(cfg),
+        "wall_s": round(time.time() - run.t0, 1), "peak_rss_mb": peak_rss_mb(),
+        "vae_scaling_factor": vae.config.scaling_factor}, indent=2))
+    print(f"train: wrote {Path(a.out) / 'svd'}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- reverse stage
+def trainable_reverse_params(unet) -> dict[str, torch.nn.Parameter]:
+    """The 32 tensors Algorithm 1 trains; everything else is frozen."""
+    unet.requires_grad_(False)
+    named = {n: p for n, p in unet.named_parameters() if any(n.endswith(k) for k in gi.REVERSE_KEYS)}
+    if len(named) != 32:
+        raise SystemExit(f"train: expected 32 reverse-motion tensors (16 temporal attn1 × to_v/to_out.0), found "
+                         f"{len(named)}: is this an SVD UNet?")
+    for p in named.values():
+        p.requires_grad_(True)
+    return named
+
+
+def reverse_step_loss(ref, trainable, enc, clip, gen, time_ids):
+    """One step of Algorithm 1. clip: (B,F,3,H,W) forward in time. The frozen reference sees the forward clip
+    conditioned on its first frame and records its 16 temporal attention maps; the trainable copy sees the reversed
+    clip (the same noisy video flipped in time) conditioned on the last frame and uses the maps rotated 180°."""
+    b = clip.shape[0]
+    rev = clip.flip(1)
+    lat_rev = enc.clip_latents(rev, gen)
+    lat_fwd = lat_rev.flip(1)
+    aug = torch.randn(clip[:, 0].shape, generator=gen)  # one augmentation noise for both conditioning images
+    strength = torch.full((b,), NOISE_AUG)
+    cond_fwd, cond_rev = enc.cond_latent(clip[:, 0], aug, strength), enc.cond_latent(rev[:, 0], aug, strength)
+    emb_fwd, emb_rev = enc.embed(clip[:, 0]), enc.embed(rev[:, 0])
+    sigma = sample_sigmas(b, gen).to(clip.device)
+    eps = torch.randn(lat_rev.shape, generator=gen).to(clip.device)
+    with torch.no_grad():  # records the maps (gi.StoreProbs)
+        denoising_loss(ref, lat_fwd, eps.flip(1), sigma, cond_fwd, emb_fwd, time_ids)
+    return denoising_loss(trainable, lat_rev, eps, sigma, cond_rev, emb_rev, time_ids)  # uses them (gi.FlipProbs)
+
+
+def load_svd(svd: Path, dtype):
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionModelWithProjection
+
+    for sub in ("unet", "vae", "image_encoder"):
+        if not (svd / sub).is_dir():
+            raise SystemExit(f"train: {svd} has no {sub}/: expected a diffusers SVD folder (e.g. "
+                             "stable-video-diffusion-img2vid, or the output of `tools.train forward`)")
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(svd / "unet", torch_dtype=torch.float32)
+    vae = AutoencoderKLTemporalDecoder.from_pretrained(svd / "vae", torch_dtype=dtype).eval().requires_grad_(False)
+    clip = CLIPVisionModelWithProjection.from_pretrained(svd / "image_encoder", torch_dtype=dtype).eval()
+    clip.requires_grad_(False)
+    fe = svd / "feature_extractor" / "preprocessor_config.json"
+    mean, std = (json.loads(fe.read_text())["image_mean"], json.loads(fe.read_text())["image_std"]) if fe.exists() \
+        else (CLIP_MEAN, CLIP_STD)
+    return unet, vae, clip, mean, std
+
+
+def reverse(a) -> int:
+    torch.set_num_threads(a.threads)
+    dev = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    half = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[a.mixed_precision]
+    unet, vae, clip, mean, std = load_svd(a.svd, half)
+    cfg = unet.config
+    frames = a.frames or cfg.num_frames
+    height, width = a.height or cfg.sample_size * 8, a.width or cfg.sample_size * 8 * 2
+    run = Run(a.out, a.checkpoint_every)
+    data = make_data(a.data, frames, height, width, a.stride, a.seed + 1)
+    ref = copy.deepcopy(unet).to(dev, half).eval().requires_grad_(False)
+    trainable = unet.to(dev)
+    if half != torch.float32:  # frozen weights in half precision, the 32 trained tensors stay fp32 (autocast)
+        trainable.to(half)
+    params = trainable_reverse_params(trainable)
+    for p in params.values():
+        p.data = p.data.float()
+    if a.gradient_checkpointing:
+        trainable.enable_gradient_checkpointing()
+    trainable.train()
+    gi.attach_authors_processors(ref, trainable)
+    enc = Encoders(vae.to(dev), clip.to(dev), mean, std)
+    opt = torch.optim.AdamW(params.values(), lr=a.lr, weight_decay=0.01)
+    scaler = torch.amp.GradScaler(dev.type, enabled=half == torch.float16)
+    start = 0
+    st = run.latest("reverse")
+    if st:
+        with torch.no_grad():
+            for n, t in st["tensors"].items():
+                params[n].copy_(t)
+        opt.load_state_dict(st["opt"])
+        start = st["step"]
+        print(f"train: resuming the reverse fine-tune at step {start}", file=sys.stderr)
+    gen = torch.Generator()
+    ids = torch.tensor([[FPS_ID, MOTION_BUCKET, NOISE_AUG]] * a.batch, device=dev)
+    for step in range(start, a.steps):
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(a.grad_accum):
+            gen.manual_seed(a.seed * 9_000_011 + step * a.grad_accum + micro)
+            x, _ = data.batch(step * a.grad_accum + micro + 7_000_000 // max(1, a.batch), a.batch)
+            with torch.autocast(dev.type, dtype=half, enabled=half != torch.float32):
+                loss, _ = reverse_step_loss(ref, trainable, enc, x.to(dev), gen, ids)
+            scaler.scale(loss / a.grad_accum).backward()
+            total += float(loss) / a.grad_accum
+        scaler.unscale_(opt)
+        gn = torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
+        scaler.step(opt)
+        scaler.update()
+        if step % 10 == 0 or step == a.steps - 1:
+            run.record(stage="reverse", step=step, loss=total, grad_norm=float(gn))
+            print(f"reverse {step:5d} loss {total:.4f}", file=sys.stderr)
+        if (step + 1) % a.checkpoint_every == 0 or step == a.steps - 1:
+            run.save("reverse", step + 1, {"tensors": {n: p.detach().cpu() for n, p in params.items()},
+                                           "opt": opt.state_dict(), "step": step + 1})
+    # a UNet folder: the loaded weights (fp32 on disk) with the 32 trained tensors
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    out_unet = UNetSpatioTemporalConditionModel.from_pretrained(a.svd / "unet", torch_dtype=torch.float32)
+    with torch.no_grad():
+        sd = out_unet.state_dict()
+        for n, p in params.items():
+            sd[n].copy_(p.detach().float().cpu())
+    out_unet.save_pretrained(Path(a.out) / "unet")
+    (Path(a.out) / "training.json").write_text(json.dumps({
+        "stage": "reverse", "args": {k: str(v) for k, v in vars(a).items() if k != "func"},
+        "wall_s": round(time.time() - run.t0, 1), "peak_rss_mb": peak_rss_mb(), "device": str(dev)}, indent=2))
+    print(f"train: wrote {Path(a.out) / 'unet'} (use it as --reverse-unet with --reverse-base {a.svd / 'unet'})",
+          file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- loss plot
+def plot(a) -> int:
+    """A loss-curve PNG from log.jsonl (one panel per stage, log-scale loss, a moving average), drawn with PIL."""
+    from PIL import Image, ImageDraw
+
+    rows = [json.loads(line) for line in Path(a.log).read_text().splitlines() if line.strip()]
+    stages = [s for s in ("vae", "unet", "reverse") if any(r["stage"] == s for r in rows)]
+    pw, ph, pad = 420, 220, 40
+    img = Image.new("RGB", (pw * len(stages) + pad, ph + 2 * pad), "white")
+    d = ImageDraw.Draw(img)
+    for k, s in enumerate(stages):
+        pts = [(r["step"], r["loss"]) for r in rows if r["stage"] == s and r["loss"] > 0]
+        x0, y0 = pad + k * pw, pad
+        xs, ys = np.array([p[0] for p in pts], float), np.log10([p[1] for p in pts])
+        smooth = np.convolve(ys, np.ones(9) / 9, mode="valid") if len(ys) >= 9 else ys
+        lo, hi = ys.min(), ys.max()
+        sx = lambda v: x0 + (v - xs.min()) / max(1, xs.max() - xs.min()) * (pw - pad)  # noqa: E731
+        sy = lambda v: y0 + ph - (v - lo) / max(1e-9, hi - lo) * ph  # noqa: E731
+        d.rectangle([x0, y0, x0 + pw - pad, y0 + ph], outline="black")
+        d.line([(sx(x), sy(y)) for x, y in zip(xs, ys)], fill=(170, 190, 230), width=1)
+        off = (len(ys) - len(smooth)) // 2
+        d.line([(sx(x), sy(y)) for x, y in zip(xs[off:off + len(smooth)], smooth)], fill=(20, 60, 160), width=2)
+        d.text((x0, 8), f"{s}: loss (log10 {lo:.2f}..{hi:.2f}) vs step 0..{int(xs.max())}", fill="black")
+    img.save(a.out)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p):
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--data", default="world", help="'world' (procedural) or a folder of frame folders")
+        p.add_argument("--stride", type=int, default=1, help="frame stride within a footage clip")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+        p.add_argument("--checkpoint-every", type=int, default=100)
+
+    f = sub.add_parser("forward", help="train the VAE and the UNet from scratch")
+    common(f)
+    f.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
+    f.add_argument("--vae-steps", type=int, default=400)
+    f.add_argument("--vae-batch", type=int, default=2, help="clips per VAE step (all their frames)")
+    f.add_argument("--vae-lr", type=float, default=2e-3)
+    f.add_argument("--vae-kl", type=float, default=1e-4)
+    f.add_argument("--unet-steps", type=int, default=2000)
+    f.add_argument("--batch", type=int, default=16)
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--warmup", type=int, default=100)
+    f.add_argument("--ema", type=float, default=0.995, help="EMA decay of the shipped UNet weights (0: off)")
+    f.add_argument("--drop", type=float, default=0.1, help="probability of dropping both conditionings")
+    f.set_defaults(func=forward)
+
+    r = sub.add_parser("reverse", help="Algorithm 1: the reverse-motion fine-tune of the 32 tensors")
+    common(r)
+    r.add_argument("--svd", type=Path, required=True, help="diffusers SVD folder (unet/, vae/, image_encoder/)")
+    r.add_argument("--steps", type=int, default=1000)
+    r.add_argument("--batch", type=int, default=1)
+    r.add_argument("--grad-accum", type=int, default=1)
+    r.add_argument("--lr", type=float, default=1e-4, help="the authors' constant rate")
+    r.add_argument("--frames", type=int, help="default: the UNet's num_frames")
+    r.add_argument("--height", type=int, help="default: the UNet's sample size × 8")
+    r.add_argument("--width", type=int, help="default: twice the height")
+    r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    r.add_argument("--gradient-checkpointing", action="store_true")
+    r.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cpu")
+    r.set_defaults(func=reverse)
+
+    p = sub.add_parser("plot", help="loss curve PNG from a log.jsonl")
+    p.add_argument("--log", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=plot)
+    a = ap.parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""A procedural motion world: seeded clips of sprites moving over simple backgrounds, with their true tracks.
+
+Every clip is a pure function of its seed (numpy's PCG64), generated on the fly; nothing is stored. The motion is the
+kind Generative Inbetweening is about (the FILM/TRF failure cases in the paper): large, directional displacements
+between the first and the last frame — straight lines and throws under gravity, some sprites rotating or scaling,
+entering or leaving the frame, passing in front of one another.
+
+Colours are chosen so that a sprite can be found again by its colour in a generated frame (tools.evaluate):
+backgrounds are desaturated, sprites are saturated and their hues at least 60° apart.
+
+    python -m tools.world --seed 7 --out /tmp/clip.png     # a contact sheet of one clip
+"""
+from __future__ import annotations
+
+import argparse
+import colorsys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = ("disc", "square", "ring", "triangle")
+SUPERSAMPLE = 2  # shapes are rendered with analytic soft edges at 2x and box-filtered down: anti-aliased edges
+
+# Seed ranges (contract between training and evaluation): training draws seeds below EVAL_SEED_BASE only.
+EVAL_SEED_BASE = 1_000_000_000
+
+
+@dataclass
+class Sprite:
+    shape: str
+    rgb: tuple[float, float, float]  # in [0, 1]
+    hue: float  # in [0, 1)
+    size: float  # radius-like half extent in pixels at scale 1
+    pos: np.ndarray  # (F, 2) centre x, y in pixels
+    angle: np.ndarray  # (F,) radians
+    scale: np.ndarray  # (F,)
+    z: int  # draw order: larger is in front
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # (F, H, W, 3) float32 in [0, 1]
+    sprites: list[Sprite] = field(default_factory=list)
+    # per sprite: (F,) fraction of its area inside the frame and not covered by sprites in front of it
+    visible: np.ndarray | None = None
+
+    def tracks(self) -> np.ndarray:
+        """(S, F, 2) the true centres (x, y) in pixels."""
+        return np.stack([s.pos for s in self.sprites])
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Vertical gradient or a two-tone sky/ground horizon, desaturated, with mild texture."""
+    y = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+
+    def dull():
+        hue, sat, val = rng.uniform(0, 1), rng.uniform(0.0, 0.25), rng.uniform(0.25, 0.85)
+        return np.array(colorsys.hsv_to_rgb(hue, sat, val), np.float32)
+
+    if rng.uniform() < 0.5:
+        top, bottom = dull(), dull()
+        img = top * (1 - y) + bottom * y
+    else:
+        sky_top, sky_low, ground = dull(), dull(), dull()
+        horizon = rng.uniform(0.45, 0.75)
+        sky = sky_top * (1 - y / horizon) + sky_low * (y / horizon)
+        soft = np.clip((y - horizon) * h / 1.5 + 0.5, 0, 1)
+        img = sky * (1 - soft) + ground * soft
+    img = np.broadcast_to(img, (h, w, 3)).copy()
+    # mild texture: low-frequency value noise, a few percent
+    amp = rng.uniform(0.0, 0.05)
+    coarse = rng.standard_normal((h // 8 + 2, w // 8 + 2)).astype(np.float32)
+    yy = np.linspace(0, coarse.shape[0] - 1.001, h)
+    xx = np.linspace(0, coarse.shape[1] - 1.001, w)
+    y0, x0 = yy.astype(int), xx.astype(int)
+    fy, fx = (yy - y0)[:, None], (xx - x0)[None, :]
+    c = coarse
+    tex = (c[y0][:, x0] * (1 - fy) * (1 - fx) + c[y0 + 1][:, x0] * fy * (1 - fx)
+           + c[y0][:, x0 + 1] * (1 - fy) * fx + c[y0 + 1][:, x0 + 1] * fy * fx)
+    img += amp * tex[:, :, None]
+    return np.clip(img, 0, 1)
+
+
+def _hues(rng: np.random.Generator, n: int) -> list[float]:
+    """n hues at least 60 degrees apart on the circle."""
+    start = rng.uniform(0, 1)
+    slots = rng.permutation(6)[:n]
+    return [float((start + s / 6.0 + rng.uniform(-0.02, 0.02)) % 1.0) for s in slots]
+
+
+def _trajectory(rng: np.random.Generator, frames: int, h: int, w: int, size: float) -> np.ndarray:
+    """Centres over time: a straight line or a throw under gravity, with a clear displacement (at least a third of
+    the width overall); sometimes starting or ending outside the frame."""
+    t = np.linspace(0.0, 1.0, frames)[:, None]
+    for _ in range(100):
+        enter, leave = rng.uniform() < 0.15, rng.uniform() < 0.15
+        margin = size + 2
+        x0 = -size * 0.6 if enter else rng.uniform(margin, w - margin)
+        x1 = w + size * 0.6 if leave else rng.uniform(margin, w - margin)
+        if rng.uniform() < 0.5:
+            x0, x1 = w - x0, w - x1
+        y0, y1 = rng.uniform(margin, h - margin), rng.uniform(margin, h - margin)
+        start, end = np.array([x0, y0]), np.array([x1, y1])
+        if np.linalg.norm(end - start) < w / 3:
+            continue
+        pos = start + (end - start) * t
+        if rng.uniform() < 0.4:  # thrown: a parabola through both ends whose apex is higher up (smaller y)
+            lift = rng.uniform(0.3, 0.9) * min(y0, y1, h * 0.6)
+            pos[:, 1] -= 4 * lift * (t[:, 0] * (1 - t[:, 0]))
+        if (pos[:, 1] < -size).any():
+            continue
+        return pos.astype(np.float32)
+    return (start + (end - start) * t).astype(np.float32)
+
+
+def _coverage(shape: str, xs: np.ndarray, ys: np.ndarray, cx, cy, r, angle) -> np.ndarray:
+    """Soft coverage in [0, 1] from a signed distance (pixels, negative inside) with a one-sample ramp."""
+    dx, dy = xs - cx, ys - cy
+    ca, sa = np.cos(angle), np.sin(angle)
+    u, v = ca * dx + sa * dy, -sa * dx + ca * dy
+    if shape == "disc":
+        sd = np.sqrt(u * u + v * v) - r
+    elif shape == "ring":
+        sd = np.abs(np.sqrt(u * u + v * v) - 0.72 * r) - 0.28 * r
+    elif shape == "square":
+        s = r * 0.85
+        sd = np.maximum(np.abs(u) - s, np.abs(v) - s)
+    elif shape == "triangle":  # equilateral, centred on its centroid, pointing up at angle 0
+        k = np.sqrt(3.0) / 2
+        d1 = v - r * 0.5
+        d2 = -k * u - 0.5 * v - r * 0.5
+        d3 = k * u - 0.5 * v - r * 0.5
+        sd = np.maximum(np.maximum(d1, d2), d3)
+    else:
+        raise ValueError(shape)
+    return np.clip(0.5 - sd, 0.0, 1.0)
+
+
+def make_clip(seed: int, frames: int = 7, height: int = 64, width: int = 128, max_sprites: int = 3) -> Clip:
+    rng = np.random.default_rng(seed)
+    bg = _background(rng, height, width)
+    n = int(rng.integers(1, max_sprites + 1))
+    hues = _hues(rng, n)
+    sprites = []
+    for i, hue in enumerate(hues):
+        size = float(rng.uniform(0.09, 0.18) * height)
+        rgb = tuple(float(c) for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.8, 1.0), rng.uniform(0.85, 1.0)))
+        spin = rng.uniform(-1.5, 1.5) if rng.uniform() < 0.4 else 0.0
+        grow = rng.uniform(0.6, 1.5) if rng.uniform() < 0.3 else 1.0
+        tt = np.linspace(0, 1, frames, dtype=np.float32)
+        sprites.append(Sprite(
+            shape=SHAPES[int(rng.integers(len(SHAPES)))], rgb=rgb, hue=hue, size=size,
+            pos=_trajectory(rng, frames, height, width, size),
+            angle=(rng.uniform(0, 2 * np.pi) + spin * tt * np.pi).astype(np.float32),
+            scale=(1 + (grow - 1) * tt).astype(np.float32), z=i))
+    ss = SUPERSAMPLE
+    ys, xs = np.mgrid[0:height * ss, 0:width * ss].astype(np.float32)
+    xs, ys = (xs + 0.5) / ss, (ys + 0.5) / ss
+    out = np.empty((frames, height, width, 3), np.float32)
+    visible = np.zeros((n, frames), np.float32)
+    bg_ss = np.repeat(np.repeat(bg, ss, 0), ss, 1)
+    for f in range(frames):
+        img = bg_ss.copy()
+        covs = []
+        for s in sprites:  # z order = list order
+            cov = _coverage(s.shape, xs, ys, s.pos[f, 0], s.pos[f, 1], s.size * s.scale[f], s.angle[f])
+            covs.append(cov)
+            img = img * (1 - cov[..., None]) + np.array(s.rgb, np.float32) * cov[..., None]
+        # what remains visible of each sprite: its coverage times what the sprites in front leave uncovered
+        for i, cov in enumerate(covs):
+            full = _coverage(sprites[i].shape, *_unbounded_grid(sprites[i], f, ss),
+                             sprites[i].pos[f, 0], sprites[i].pos[f, 1],
+                             sprites[i].size * sprites[i].scale[f], sprites[i].angle[f]).sum()
+            front = np.ones_like(cov)
+            for j in range(i + 1, n):
+                front *= 1 - covs[j]
+            visible[i, f] = float((cov * front).sum() / max(full, 1e-6))
+        out[f] = img.reshape(height, ss, width, ss, 3).mean(axis=(1, 3))
+    return Clip(frames=out, sprites=sprites, visible=visible)
+
+
+def _unbounded_grid(s: Sprite, f: int, ss: int):
+    """A sample grid around the sprite that is not clipped by the frame: its full area, for the visible fraction."""
+    r = int(np.ceil(s.size * s.scale[f] * 1.5)) + 2
+    g = np.arange(-r * ss, r * ss, dtype=np.float32)
+    ys, xs = np.meshgrid(g, g, indexing="ij")
+    return (xs + 0.5) / ss + np.floor(s.pos[f, 0]), (ys + 0.5) / ss + np.floor(s.pos[f, 1])
+
+
+def batch(seeds, frames: int = 7, height: int = 64, width: int = 128) -> np.ndarray:
+    """(B, F, 3, H, W) float32 in [-1, 1]: what the trainers feed."""
+    clips = [make_clip(int(s), frames, height, width).frames for s in seeds]
+    return (np.stack(clips).transpose(0, 1, 4, 2, 3) * 2 - 1).astype(np.float32)
+
+
+def contact_sheet(frames01: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) → (H, F·(W+2)−2, 3) uint8 with 2-pixel white gaps."""
+    f, h, w, _ = frames01.shape
+    sheet = np.ones((h, f * (w + 2) - 2, 3), np.float32)
+    for i in range(f):
+        sheet[:, i * (w + 2):i * (w + 2) + w] = frames01[i]
+    return np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)
+
+
+def main(argv=None) -> int:
+    from PIL import Image
+
+    ap = argparse.ArgumentParser(prog="python -m tools.world", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, nargs="+", default=[0])
+    ap.add_argument("--frames", type=int, default=7)
+    ap.add_argument("--height", type=int, default=64)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--out", type=Path, required=True, help="contact sheet PNG (one row per seed)")
+    a = ap.parse_args(argv)
+    rows = [contact_sheet(make_clip(s, a.frames, a.height, a.width).frames) for s in a.seed]
+    gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
+    Image.fromarray(np.concatenate(sum([[r, gap] for r in rows], [])[:-1])).save(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
