@@ -9,8 +9,10 @@ frames; the F−2 in-betweens are scored against the truth:
   forward     forward-only SVD from keyframe A (keyframe B unused)
   blend       frame blend (the preview baseline)
 
-gi and gi-noft run through `svd-inbetween generate`; trf and forward through the PyTorch reference pipeline
-(tools.reference, which the Rust sampler matches to 2e-5), since the package has no graph for them.
+gi, gi-noft and trf run through `svd-inbetween generate` (the last two on packages the exporter builds from the same
+folders: zero fine-tune delta / the stock UNet in every row), all with the same sampler and paper defaults; forward
+runs SVD's plain sampling through the PyTorch reference pipeline (tools.reference, which the Rust sampler matches to
+2e-5), since the package has no forward-only mode.
 
 Metrics (per method, over all pairs): PSNR and SSIM of the in-betweens; sprite-track error (each sprite found by its
 colour, centroid distance to its true track as a fraction of its displacement A→B, capped at 1; a sprite that is
@@ -167,31 +169,36 @@ def run_cli(cli: Path, package: Path, a_png: Path, b_png: Path, out: Path, extra
 
 
 class Reference:
+    """Forward-only SVD from keyframe A through the PyTorch reference (the package has no forward-only mode): SVD's
+    own sampling, 50 steps, its per-frame guidance ramp, no noise re-injection."""
+
     def __init__(self, source: Path):
         from . import reference
 
         self.ref = reference
-        self.trf = reference.Models(source, source / "unet", None, reverse_attention="own")
+        self.models = reference.Models(source, source / "unet", None, reverse_attention="own")
 
-    def run(self, a01, b01, fusion: str, seed: int) -> np.ndarray:
+    def forward_only(self, a01, seed: int) -> np.ndarray:
         import torch
 
         ta = torch.from_numpy(a01).permute(2, 0, 1)[None].contiguous()
-        tb = torch.from_numpy(b01).permute(2, 0, 1)[None].contiguous()
-        p = self.ref.Params(seed=seed, fusion=fusion)
-        _, frames = self.ref.generate(self.trf, ta, tb, p, self.ref.Noise(seed))
+        p = self.ref.Params(seed=seed, fusion="forward-only", noise_injection_steps=0)
+        with torch.no_grad():
+            _, frames = self.ref.generate(self.models, ta, ta, p, self.ref.Noise(seed))
         return frames.numpy()
 
 
-def make_noft_package(source: Path, out: Path) -> Path:
-    """The package of (b): the exporter run with the forward UNet as the reverse UNet (delta zero)."""
+def make_baseline_package(source: Path, out: Path, kind: str) -> Path:
+    """(b) "gi-noft": the exporter run with the forward UNet as the reverse UNet (delta zero, rotation kept);
+    (c) "trf": the stock UNet for all four rows (each row its own attention, the forward weights)."""
     if (out / "manifest.json").exists():
         return out
     from .export import export_package
 
     m = json.loads((source.parent / "manifest.json").read_text()) if (source.parent / "manifest.json").exists() else {}
     export_package(source, source / "unet", None, out, "fp32", m.get("num_frames", 7), m.get("height", 64),
-                   m.get("width", 128), "tiny-trained-no-finetune")
+                   m.get("width", 128), f"{m.get('name', 'tiny')}-{kind}",
+                   reverse_attention="own" if kind == "trf" else "rotated")
     return out
 
 
@@ -211,8 +218,11 @@ def main(argv=None) -> int:
     man = json.loads((a.package / "manifest.json").read_text())
     nf, h, w = man["num_frames"], man["height"], man["width"]
     a.out.mkdir(parents=True, exist_ok=True)
-    ref = Reference(source) if {"trf", "forward"} & set(a.methods) else None
-    noft = make_noft_package(source, a.out / "pkg-no-finetune") if "gi-noft" in a.methods else None
+    ref = Reference(source) if "forward" in a.methods else None
+    pkgs = {"gi": a.package}
+    for kind in ("gi-noft", "trf"):
+        if kind in a.methods:
+            pkgs[kind] = make_baseline_package(source, a.out / f"pkg-{kind}", kind)
     results = {m: [] for m in a.methods}
     timing = {m: 0.0 for m in a.methods}
     for k in range(a.first, a.first + a.pairs):
@@ -229,14 +239,10 @@ def main(argv=None) -> int:
         outs = {}
         for m in a.methods:
             t0 = time.time()
-            if m == "gi":
-                outs[m] = run_cli(a.cli, a.package, a_png, b_png, pdir / m, ["--seed", str(a.seed)])
-            elif m == "gi-noft":
-                outs[m] = run_cli(a.cli, noft, a_png, b_png, pdir / m, ["--seed", str(a.seed)])
-            elif m == "trf":
-                outs[m] = ref.run(a01, b01, "average", a.seed)
+            if m in pkgs:
+                outs[m] = run_cli(a.cli, pkgs[m], a_png, b_png, pdir / m, ["--seed", str(a.seed)])
             elif m == "forward":
-                outs[m] = ref.run(a01, b01, "forward-only", a.seed)
+                outs[m] = ref.forward_only(a01, a.seed)
             else:
                 outs[m] = blend(a01, b01, nf)
             timing[m] += time.time() - t0

@@ -155,7 +155,9 @@ def unet_inputs(k: int, frames: int, h: int, w: int, embed_dim: int, gen: torch.
 
 def export_package(svd: Path, reverse_unet: Path, reverse_base: Path | None, out: Path, dtype: str,
                    frames: int, height: int, width: int, name: str, tol: float = 1e-4,
-                   unet_batch: str = "4") -> dict:
+                   unet_batch: str = "4", reverse_attention: str = "rotated") -> dict:
+    """reverse_attention "own" exports the TRF-style evaluation baseline instead of the method: the stock UNet, so
+    the reverse rows run the forward weights with their own attention (tools.evaluate; never a product package)."""
     if height % 64 or width % 64:
         raise ExportError(f"height and width must be multiples of 64, got {height}x{width}")
     if dtype not in ("fp32", "fp16"):
@@ -163,7 +165,12 @@ def export_package(svd: Path, reverse_unet: Path, reverse_base: Path | None, out
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # a manifest only ever describes a verified folder
     unet, vae, clip, rev, base = load_folders(svd, reverse_unet, reverse_base)
-    fused = gi.make_fused_unet(unet, rev, base).eval()
+    if reverse_attention == "rotated":
+        fused = gi.make_fused_unet(unet, rev, base).eval()
+    elif reverse_attention == "own":
+        fused = unet
+    else:
+        raise ExportError(f"reverse attention must be rotated or own, got {reverse_attention!r}")
     embed_dim = clip.config.projection_dim
     h, w = height // 8, width // 8
     gen = torch.Generator().manual_seed(0)
@@ -221,6 +228,8 @@ def export_package(svd: Path, reverse_unet: Path, reverse_base: Path | None, out
     manifest = build_manifest(out, name, dtype, frames, height, width, embed_dim, unet_batch,
                               vae.config.scaling_factor, {"svd": str(svd), "reverse_unet": str(reverse_unet),
                                                           "reverse_base": str(reverse_base) if reverse_base else None})
+    if reverse_attention == "own":
+        manifest["baseline"] = "TRF-style: reverse rows use their own attention and the forward weights (evaluation)"
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return report
 

@@ -136,7 +136,7 @@ class Config:
     width: int = 128
     channels: tuple = (32, 32, 32, 32)
     heads: tuple = (2, 2, 2, 2)
-    vae_channels: tuple = (32, 32, 32, 32)
+    vae_channels: tuple = (32, 32, 64, 64)
 
 
 CONFIGS = {
@@ -293,7 +293,8 @@ def train_vae(a, cfg: Config, run: Run, data):
         rec = vae.decode(z, num_frames=x.shape[1]).sample
         mse = F_.mse_loss(rec, flat)
         kl = dist.kl().mean() / z[0].numel()
-        loss = mse + F_.l1_loss(rec, flat) * 0.5 + a.vae_kl * kl
+        weight = saliency_weight(flat, a.vae_saturated_weight)
+        loss = (weight * ((rec - flat) ** 2 + 0.5 * (rec - flat).abs())).mean() / weight.mean() + a.vae_kl * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -310,6 +311,16 @@ def train_vae(a, cfg: Config, run: Run, data):
         sf = 1.0 / float(vae.encode(x.flatten(0, 1)).latent_dist.mean.std())
     vae.register_to_config(scaling_factor=round(sf, 5))
     return vae
+
+
+def saliency_weight(x: torch.Tensor, saturated: float) -> torch.Tensor:
+    """Per-pixel weight of the VAE's reconstruction loss: `saturated` on strongly coloured pixels, 1 elsewhere. In the
+    procedural world the sprites are the saturated pixels and cover a few percent of a frame; with a plain pixel loss
+    a small autoencoder first learns the backgrounds and drops the sprites (measured: none survived 200 steps). On
+    footage it favours coloured detail in the same way; 1 turns it off."""
+    rgb = (x + 1) / 2
+    sat = rgb.amax(1, keepdim=True) - rgb.amin(1, keepdim=True)
+    return 1 + (saturated - 1) * (sat > 0.4).float()
 
 
 def forward(a) -> int:
@@ -543,6 +554,8 @@ def main(argv=None) -> int:
     f.add_argument("--vae-batch", type=int, default=2, help="clips per VAE step (all their frames)")
     f.add_argument("--vae-lr", type=float, default=2e-3)
     f.add_argument("--vae-kl", type=float, default=1e-4)
+    f.add_argument("--vae-saturated-weight", type=float, default=20.0,
+                   help="reconstruction-loss weight of saturated pixels (1: plain loss)")
     f.add_argument("--unet-steps", type=int, default=2000)
     f.add_argument("--batch", type=int, default=16)
     f.add_argument("--lr", type=float, default=1e-3)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +155,12 @@ def make_clip(seed: int, frames: int = 7, height: int = 64, width: int = 128, ma
             pos=_trajectory(rng, frames, height, width, size),
             angle=(rng.uniform(0, 2 * np.pi) + spin * tt * np.pi).astype(np.float32),
             scale=(1 + (grow - 1) * tt).astype(np.float32), z=i))
+    return render(bg, sprites, frames, height, width)
+
+
+def render(bg: np.ndarray, sprites: list[Sprite], frames: int, height: int, width: int) -> Clip:
+    """Draws the sprites (in list order, back to front) over the background for every frame."""
+    n = len(sprites)
     ss = SUPERSAMPLE
     ys, xs = np.mgrid[0:height * ss, 0:width * ss].astype(np.float32)
     xs, ys = (xs + 0.5) / ss, (ys + 0.5) / ss
@@ -188,6 +195,29 @@ def _unbounded_grid(s: Sprite, f: int, ss: int):
     return (xs + 0.5) / ss + np.floor(s.pos[f, 0]), (ys + 0.5) / ss + np.floor(s.pos[f, 1])
 
 
+def demo_clip(frames: int = 7, height: int = 64, width: int = 128) -> Clip:
+    """The README/demo scene in the world's style, not from any seed: a sun thrown in an arc over a horizon while a
+    red square slides the other way below it."""
+    t = np.linspace(0, 1, frames, dtype=np.float32)
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    sky_top, sky_low, ground = (np.array(c, np.float32) for c in ((0.36, 0.45, 0.62), (0.72, 0.70, 0.66),
+                                                                   (0.33, 0.38, 0.30)))
+    horizon = 0.66
+    soft = np.clip((y - horizon) * height / 1.5 + 0.5, 0, 1)
+    bg = np.broadcast_to((sky_top * (1 - y / horizon) + sky_low * (y / horizon)) * (1 - soft) + ground * soft,
+                         (height, width, 3)).copy()
+    sun_x = 0.16 * width + t * 0.68 * width
+    sun_y = 0.55 * height - 4 * 0.32 * height * t * (1 - t)
+    sq_x = 0.82 * width - t * 0.55 * width
+    sprites = [
+        Sprite("square", (0.86, 0.16, 0.12), 0.01, 0.11 * height, np.stack([sq_x, np.full_like(t, 0.83 * height)], 1),
+               t * 1.2, np.ones_like(t), 0),
+        Sprite("disc", (0.98, 0.80, 0.10), 0.14, 0.14 * height, np.stack([sun_x, sun_y], 1), np.zeros_like(t),
+               np.ones_like(t), 1),
+    ]
+    return render(bg, sprites, frames, height, width)
+
+
 def batch(seeds, frames: int = 7, height: int = 64, width: int = 128) -> np.ndarray:
     """(B, F, 3, H, W) float32 in [-1, 1]: what the trainers feed."""
     clips = [make_clip(int(s), frames, height, width).frames for s in seeds]
@@ -201,6 +231,25 @@ def contact_sheet(frames01: np.ndarray) -> np.ndarray:
     for i in range(f):
         sheet[:, i * (w + 2):i * (w + 2) + w] = frames01[i]
     return np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)
+
+
+def write_pair_fixture(clip: Clip, out: Path) -> None:
+    """Keyframes a.png (frame 0) and b.png (frame F−1) plus truth.json: every sprite's colour and true centres, for
+    tests that check an in-between without Python (tests/host/tests/trained.rs)."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, i in (("a.png", 0), ("b.png", -1)):
+        Image.fromarray(np.round(clip.frames[i] * 255).astype(np.uint8)).save(out / name)
+    (out / "truth.json").write_text(json.dumps({
+        "frames": int(clip.frames.shape[0]), "width": int(clip.frames.shape[2]), "height": int(clip.frames.shape[1]),
+        "sprites": [{"shape": s.shape, "rgb": [round(c, 4) for c in s.rgb],
+                     "centres": [[round(float(x), 3), round(float(y), 3)] for x, y in s.pos],
+                     "visible": [round(float(v), 3) for v in clip.visible[i]],
+                     # pixels of its colour (RGB distance < 0.28, as tools.evaluate counts them) in each true frame
+                     "area": [int((np.linalg.norm(f - np.asarray(s.rgb, np.float32), axis=-1) < 0.28).sum())
+                              for f in clip.frames]} for i, s in enumerate(clip.sprites)],
+    }, indent=1) + "\n")
 
 
 def main(argv=None) -> int:
