@@ -5,6 +5,7 @@
 //! first, so any handle the plugin passes back can be read as a property set.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod quirks;
 mod suites;
 
 use std::collections::HashMap;
@@ -396,6 +397,8 @@ impl Plugin {
         host.props
             .set_str("OfxPropName", "org.svdinbetween.testhost");
         host.props
+            .set_str("OfxPropLabel", "svd-inbetween test host");
+        host.props
             .set_int("OfxImageEffectPropTemporalClipAccess", 1);
         let ofx_host = Box::new(OfxHost {
             host: host.props.handle(),
@@ -661,8 +664,12 @@ impl Instance {
         i.set_doubles("OfxImageEffectPropRenderScale", &[1.0, 1.0]);
         i.set_int("OfxImageEffectPropSequentialRenderStatus", 0);
         i.set_int("OfxImageEffectPropInteractiveRenderStatus", 0);
-        self.plugin
-            .action("OfxImageEffectActionRender", self.h(), Some(&i), None)
+        quirks::set_render_time(Some(t.round() as i64));
+        let st = self
+            .plugin
+            .action("OfxImageEffectActionRender", self.h(), Some(&i), None);
+        quirks::set_render_time(None);
+        st
     }
 
     pub fn output(&self, t: i64) -> Option<HostImage> {
@@ -699,6 +706,8 @@ impl Drop for Instance {
         let st = self
             .plugin
             .action("OfxActionDestroyInstance", self.h(), None, None);
+        // A later instance may get this address: its messages must not include ours.
+        quirks::forget_persistent_messages(self.obj.handle() as usize);
         debug_assert_eq!(st, 0);
     }
 }
