@@ -27,7 +27,7 @@ fn main() {
 }
 
 /// Says which libclang bindgen loaded (set-up checks that a fresh machine gets one; scripts/test.sh prints this):
-/// `OUT_DIR/libclang.txt` holds the path and clang's version, and the build prints it once as a cargo warning.
+/// `OUT_DIR/libclang.txt` holds the path and clang's version (not a cargo warning: those repeat on every build).
 fn report_libclang(out_dir: &Path) {
     // bindgen loaded libclang on this thread (clang-sys `runtime`); the same clang-sys instance holds it.
     let line = match clang_sys::get_library() {
@@ -39,5 +39,4 @@ fn report_libclang(out_dir: &Path) {
         None => "unknown (bindgen did not report its libclang)".to_string(),
     };
     std::fs::write(out_dir.join("libclang.txt"), format!("{line}\n")).expect("write libclang.txt");
-    println!("cargo:warning=bindgen used libclang {line}");
 }

@@ -270,6 +270,10 @@ impl PropSet {
         Ok(())
     }
 
+    #[allow(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the host stores the pointer as an opaque value; nothing dereferences it here"
+    )]
     pub fn set_pointer(&self, name: &CStr, v: *mut c_void) -> OfxResult<()> {
         let st = call!(
             suites()?.property,

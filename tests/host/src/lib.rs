@@ -427,6 +427,10 @@ impl Plugin {
             .into_owned()
     }
 
+    #[allow(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the handle goes to the plugin, which gets it from this host; tests pass handles of ours"
+    )]
     pub fn action(
         &self,
         action: &str,
@@ -744,8 +748,8 @@ pub fn host_image_from_rgba(
         for x in 0..img.width {
             let p = img.pixel(x, r);
             for c in 0..components {
-                let v = if c < img.channels { p[c] } else { 1.0 };
-                h.put(x as i32, y, c, v);
+                // `p` holds the image's channels; a missing alpha is opaque.
+                h.put(x as i32, y, c, p.get(c).copied().unwrap_or(1.0));
             }
         }
     }
@@ -759,8 +763,8 @@ pub fn host_image_to_rgba(h: &HostImage) -> svd_inbetween::image::ImageF32 {
         let y = h.bounds[3] - 1 - r as i32;
         for x in 0..h.width() {
             let px = img.pixel_mut(x, r);
-            for c in 0..4 {
-                px[c] = if c < h.components {
+            for (c, v) in px.iter_mut().enumerate() {
+                *v = if c < h.components {
                     h.get(h.bounds[0] + x as i32, y, c)
                 } else {
                     1.0
