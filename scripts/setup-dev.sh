@@ -26,6 +26,10 @@ _req="$_root/tools/requirements.txt"
 _stamp="$SVD_INBETWEEN_VENV/.requirements.sha256"
 _want="$(sha256sum "$_req" | cut -d' ' -f1)"
 if [ ! -x "$SVD_INBETWEEN_VENV/bin/python" ] || [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" ]; then
+  # The pinned stack has wheels for CPython 3.11+ only (numpy 2.4, onnxruntime 1.31).
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "[setup] Python 3.11 or newer needed for the test stack, found $(python3 --version 2>&1)" >&2; exit 1; }
+  python3 -c 'import ensurepip' 2>/dev/null || svd_apt_install python3-venv
   echo "[setup] creating Python venv at $SVD_INBETWEEN_VENV (first time: downloads ~3 GB, a few minutes)" >&2
   python3 -m venv "$SVD_INBETWEEN_VENV"
   "$SVD_INBETWEEN_VENV/bin/pip" install -q --upgrade pip

@@ -29,7 +29,9 @@ echo "[setup] libclang: $(svd_find_libclang)" >&2
 export SVD_INBETWEEN_ORT_DIR="${SVD_INBETWEEN_ORT_DIR:-$HOME/.cache/svd-inbetween/onnxruntime-1.31.1}"
 if [ ! -f "$SVD_INBETWEEN_ORT_DIR/libonnxruntime.so.1.31.1" ]; then
   echo "[setup] fetching ONNX Runtime 1.31.1 (the onnxruntime wheel's libraries only, ~24 MB)" >&2
-  svd_wheel_libs onnxruntime==1.31.1 "$SVD_INBETWEEN_ORT_DIR"
+  # Fixed wheel tags: the C library is the same for every Python, so any python3 with pip will do, and every
+  # machine gets the same file.
+  svd_wheel_libs onnxruntime==1.31.1 "$SVD_INBETWEEN_ORT_DIR" --python-version 3.11 --platform manylinux_2_28_x86_64
 fi
 export SVD_INBETWEEN_ORT_LIB="$SVD_INBETWEEN_ORT_DIR/libonnxruntime.so.1.31.1"
 echo "[setup] onnxruntime: $SVD_INBETWEEN_ORT_LIB" >&2

@@ -1,12 +1,14 @@
 # svd_wheel_libs SPEC DEST [PIP-DOWNLOAD-ARGS...]: downloads one wheel (SPEC, e.g. onnxruntime==1.31.1, no
 # dependencies) and keeps only its onnxruntime/capi/libonnxruntime* shared libraries, in DEST (written under
 # DEST.partial and renamed, so an interrupted run leaves nothing half-done). Needs python3 only: its pip when it
-# has one, else pip from a throw-away venv.
+# has one, else pip from a throw-away venv (Debian's python3-venv installed for it if missing).
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/apt.sh"
 svd_wheel_libs() {
   local spec="$1" dest="$2" tmp py=python3
   shift 2
   tmp="$(mktemp -d)"
   if ! python3 -m pip --version >/dev/null 2>&1; then
+    python3 -c 'import ensurepip' 2>/dev/null || svd_apt_install python3-venv
     python3 -m venv "$tmp/pip-venv"
     py="$tmp/pip-venv/bin/python"
   fi
