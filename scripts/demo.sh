@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, set-up included (see README): build the OpenFX bundle, then render the in-between frames of a
-# 13-frame clip through the plugin in the in-repo host, exactly as an editor's host would call it, on the
-# embedded tiny models (random weights: the pictures show the pipeline running, not SVD's quality).
+# 7-frame clip (keyframes 0 and 6: a sun thrown over a horizon, a square sliding the other way) through the plugin
+# in the in-repo host, exactly as an editor's host would call it, on the embedded tiny package (a small model of
+# SVD's architecture trained here on a procedural motion world: docs/TRAINING.md, docs/QUALITY.md).
 # Also runs the same generation with the CLI. Outputs under out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,10 @@ cargo build -q --release -p svd-inbetween --bin svd-inbetween
 export SVD_INBETWEEN_OFX="$PWD/target/bundle/SvdInbetween.ofx.bundle/Contents/Linux-x86-64/SvdInbetween.ofx"
 rm -rf out/demo && mkdir -p out/demo
 echo "== generative in-betweening through the plugin (paper defaults: 50 steps, 5 re-injections on the first 25)"
-./target/release/ofx-demo --from assets/keyframes/a.png --to assets/keyframes/b.png --length 12 \
+./target/release/ofx-demo --from assets/keyframes/a.png --to assets/keyframes/b.png --length 6 \
   --out out/demo/plugin --sheet out/demo/contact_sheet.png
 echo "== frame blend (preview baseline) through the plugin"
-./target/release/ofx-demo --mode blend --from assets/keyframes/a.png --to assets/keyframes/b.png --length 12 \
+./target/release/ofx-demo --mode blend --from assets/keyframes/a.png --to assets/keyframes/b.png --length 6 \
   --out out/demo/blend --sheet out/demo/contact_sheet_blend.png
 echo "== the same generation with the CLI"
 ./target/release/svd-inbetween generate --models models/tiny --from assets/keyframes/a.png \

@@ -96,14 +96,22 @@ def test_onnx_unet_equals_authors_construction(tiny_package, tiny_source):
     assert err <= TOL
 
 
-def test_committed_tiny_package_matches_a_fresh_export(tiny_package):
-    out, _ = tiny_package
+def test_committed_tiny_package_matches_a_fresh_export_of_its_committed_source(tmp_path):
+    """models/tiny is exactly what the exporter makes of the trained folders committed beside it (models/tiny/source,
+    written by tools.train: see docs/TRAINING.md), so the package can always be rebuilt from them."""
     from pathlib import Path
+    from tools.export import export_package
+
     committed = Path(__file__).resolve().parents[2] / "models" / "tiny"
+    src = committed / "source"
+    man = json.loads((committed / "manifest.json").read_text())
+    export_package(src, src / "reverse_unet", None, tmp_path, "fp32", man["num_frames"], man["height"], man["width"],
+                   man["name"])
+    assert json.loads((tmp_path / "manifest.json").read_text())["vae_scaling_factor"] == man["vae_scaling_factor"]
     feeds = random_feeds(0)
     for f, feed in feeds.items():
         a = _sess(committed / f).run(None, feed)[0]
-        b = _sess(out / f).run(None, feed)[0]
+        b = _sess(tmp_path / f).run(None, feed)[0]
         err = np.abs(a - b).max()
         print(f"{f}: committed vs fresh {err:.2e}")
         assert err <= 1e-5, f
@@ -118,7 +126,7 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "export: error: --svd and --reverse-unet are required (or --tiny)"
 
 
-def test_fp16_package_checks_loads_and_stays_close_to_fp32(tiny_source, tmp_path):
+def test_fp16_package_checks_loads_and_stays_close_to_fp32(tiny_source, tiny_package, tmp_path):
     """fp16: onnx.checker passes on every graph (export runs it), I/O stays fp32, and outputs stay within fp16's
     precision of the fp32 package: 11-bit mantissas give ~5e-4 relative per operation; through the tiny UNet's
     ~60 layers that compounds to ~1e-2 of the output's magnitude, so we require ≤ 3e-2 relative."""
@@ -130,7 +138,7 @@ def test_fp16_package_checks_loads_and_stays_close_to_fp32(tiny_source, tmp_path
     export_package(tiny_source, tiny_source / "reverse_unet", tiny_source / "reverse_base", out, "fp16",
                    TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, "tiny-fp16")
     assert json.loads((out / "manifest.json").read_text())["dtype"] == "fp16"
-    fp32 = Path(__file__).resolve().parents[2] / "models" / "tiny"
+    fp32 = tiny_package[0]
     feeds = random_feeds(2)
     for f, feed in feeds.items():
         s16 = _sess(out / f)
