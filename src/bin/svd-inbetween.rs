@@ -204,7 +204,7 @@ fn parse_size(s: &str) -> Result<(usize, usize), String> {
         .trim()
         .parse()
         .map_err(|_| format!("size '{s}' is not WxH"))?;
-    if w == 0 || h == 0 || w % 64 != 0 || h % 64 != 0 {
+    if w == 0 || h == 0 || !w.is_multiple_of(64) || !h.is_multiple_of(64) {
         return Err(format!("size {w}x{h} is not a multiple of 64"));
     }
     Ok((w, h))
@@ -253,13 +253,13 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         Engine::load_with(&a.models, &a.gen_flags.load_options()).map_err(|e| e.to_string())?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let m = engine.manifest();
-    if let Some((w, h)) = requested {
-        if (w, h) != (m.width, m.height) {
-            return Err(format!(
-                "size {w}x{h} differs from the model package's {}x{} (export a package at that size)",
-                m.width, m.height
-            ));
-        }
+    if let Some((w, h)) = requested
+        && (w, h) != (m.width, m.height)
+    {
+        return Err(format!(
+            "size {w}x{h} differs from the model package's {}x{} (export a package at that size)",
+            m.width, m.height
+        ));
     }
     let fit = a.gen_flags.fit;
     let (from, size) = load_keyframe(&a.from, m.width, m.height, fit)?;

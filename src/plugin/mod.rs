@@ -64,7 +64,12 @@ pub fn dispatch(action: &CStr, effect: Effect, in_args: PropSet, out_args: PropS
         a if a == s::ACTION_BEGIN_SEQUENCE_RENDER || a == s::ACTION_END_SEQUENCE_RENDER => {
             Ok(st(kOfxStatOK))
         }
-        a if a == s::ACTION_RENDER => render(effect, in_args).map(|_| st(kOfxStatOK)),
+        a if a == s::ACTION_RENDER => render(effect, in_args).map(|_| {
+            // A render that works clears an error message left by an earlier one (e.g. a keyframe list
+            // that has since been fixed).
+            effect.clear_persistent_message();
+            st(kOfxStatOK)
+        }),
         a if a == s::ACTION_PURGE_CACHES => {
             generative::purge_memory_cache();
             Ok(st(kOfxStatOK))
