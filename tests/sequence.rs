@@ -212,6 +212,93 @@ fn a_killed_run_resumes_with_only_the_missing_intervals() {
     }
 }
 
+/// Two farm processes, chunks 0–9 and 10–24 of a sequence with keyframes 0, 12, 24 and one shared cache folder:
+/// interval 0–12 is needed by both chunks and generated once; together they write a whole run's frames.
+#[test]
+fn farm_chunks_share_the_cache_and_generate_each_interval_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip");
+    write_clip(&clip, 24, 0..=24);
+    let cache = dir.path().join("cache");
+    let flags = |chunk: &'static str| {
+        [
+            "--every",
+            "12",
+            "--steps",
+            "3",
+            "--noise-injection-steps",
+            "0",
+            "--frames",
+            chunk,
+            "--cache",
+            cache.to_str().unwrap(),
+        ]
+        .map(String::from)
+    };
+    let chunks = ["0..9", "10..24"];
+    let children: Vec<_> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            sequence(&clip, &dir.path().join(format!("node{i}")), &[])
+                .args(flags(c))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let (s0, s1) = (
+        summary(&dir.path().join("node0")),
+        summary(&dir.path().join("node1")),
+    );
+    assert_eq!(
+        s0["intervals"].as_array().unwrap().len(),
+        1,
+        "0–9 needs 0–12 only"
+    );
+    assert_eq!(s1["intervals"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s0["generated"].as_u64().unwrap() + s1["generated"].as_u64().unwrap(),
+        2,
+        "each interval generated once over the farm"
+    );
+    assert_eq!(s0["frames_written"], 10);
+    assert_eq!(s1["frames_written"], 15);
+    let whole = dir.path().join("whole");
+    let o = sequence(
+        &clip,
+        &whole,
+        &[
+            "--every",
+            "12",
+            "--steps",
+            "3",
+            "--noise-injection-steps",
+            "0",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for t in 0..=24 {
+        let name = format!("{t:04}.png");
+        let node = dir.path().join(if t <= 9 { "node0" } else { "node1" });
+        assert!(
+            !dir.path()
+                .join(if t <= 9 { "node1" } else { "node0" })
+                .join(&name)
+                .exists()
+        );
+        assert!(
+            std::fs::read(node.join(&name)).unwrap() == std::fs::read(whole.join(&name)).unwrap(),
+            "frame {t}"
+        );
+    }
+}
+
 fn one_line_error(o: &Output) -> String {
     assert!(!o.status.success());
     assert_ne!(o.status.code(), Some(0));
@@ -300,6 +387,14 @@ fn bad_input_is_a_one_line_error() {
             clip.join("0007.png").display()
         )),
         "{e}"
+    );
+    assert_eq!(
+        err(&clip, &["--every", "12", "--frames", "30..40"]),
+        "--frames 30..40 is outside the input sequence's frames 0–24"
+    );
+    assert_eq!(
+        err(&clip, &["--every", "12", "--frames", "9-3"]),
+        "--frames '9-3' is not A..B (first and last frame, inclusive)"
     );
     assert!(!out.join("summary.json").exists());
 }

@@ -47,6 +47,10 @@ pub struct SequenceArgs {
     /// Where finished intervals are kept (default <out>/cache); share it between farm processes.
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// Only these frames (a farm chunk, `A..B` inclusive): only the intervals they need are generated. With a
+    /// shared --cache, chunks on several machines generate every interval once overall.
+    #[arg(long)]
+    frames: Option<String>,
     #[command(flatten)]
     gen_flags: GenerationFlags,
 }
@@ -193,6 +197,20 @@ fn keyframes_of(
     Ok(keys)
 }
 
+/// `A..B` (inclusive) → (A, B).
+fn parse_chunk(s: &str) -> Result<(FrameNumber, FrameNumber), String> {
+    let bad = || format!("--frames '{s}' is not A..B (first and last frame, inclusive)");
+    let (a, b) = s.split_once("..").ok_or_else(bad)?;
+    let (a, b) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
 /// Checks what can be checked before loading the models: every frame that is not generated exists, and every
 /// frame present is readable and has one size. Returns that size.
 fn check_frames(seq: &ImageSequence, keys: &[FrameNumber]) -> Result<(usize, usize), String> {
@@ -233,6 +251,15 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
     let seq = ImageSequence::open(&a.input)?;
     let (first, last) = (seq.first(), seq.last());
     let keys = keyframes_of(&a, first, last)?;
+    let chunk = a.frames.as_deref().map(parse_chunk).transpose()?;
+    if let Some((c0, c1)) = chunk
+        && (c1 < first || c0 > last)
+    {
+        return Err(format!(
+            "--frames {c0}..{c1} is outside the input sequence's frames {first}–{last}"
+        ));
+    }
+    let wanted = |n: FrameNumber| chunk.is_none_or(|(c0, c1)| (c0..=c1).contains(&n));
     let (w, h) = check_frames(&seq, &keys)?;
     let input_linear = seq.is_linear();
     let transfer = if input_linear {
@@ -259,19 +286,23 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
     eprintln!("provider: {}", engine.provider());
 
     // Each interval's keyframes (as the model sees them) and cache key; which are already in the cache.
-    let spans = intervals(&keys);
-    let mut model_keys = Vec::with_capacity(keys.len());
-    for &k in &keys {
-        model_keys.push(model_keyframe(
-            &read_frame(&seq, k)?,
-            transfer,
-            fit,
-            m.width,
-            m.height,
-        ));
+    // The intervals with an in-between to write (all of them without --frames).
+    let spans: Vec<_> = intervals(&keys)
+        .into_iter()
+        .filter(|&(ka, kb)| (ka + 1..kb).any(wanted))
+        .collect();
+    let mut model_keys = std::collections::BTreeMap::new();
+    for &(ka, kb) in &spans {
+        for k in [ka, kb] {
+            if !model_keys.contains_key(&k) {
+                let img = read_frame(&seq, k)?;
+                model_keys.insert(k, model_keyframe(&img, transfer, fit, m.width, m.height));
+            }
+        }
     }
-    let cache_keys: Vec<_> = (0..spans.len())
-        .map(|i| interval_key(&engine, &model_keys[i], &model_keys[i + 1], &params))
+    let cache_keys: Vec<_> = spans
+        .iter()
+        .map(|(ka, kb)| interval_key(&engine, &model_keys[ka], &model_keys[kb], &params))
         .collect();
     let planned = cache_keys
         .iter()
@@ -289,7 +320,7 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
     // Keyframes and the frames outside the first and last keyframe: the source, copied.
     let mut frames_written = 0usize;
     for (&n, path) in &seq.frames {
-        if interval_for_time(&keys, n as f64).is_some() {
+        if interval_for_time(&keys, n as f64).is_some() || !wanted(n) {
             continue;
         }
         let dst = out_name(n);
@@ -316,8 +347,8 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
             let mut on_progress = |p: &Progress| meter.update(&label, p.fraction());
             engine
                 .generate(
-                    &model_keys[i],
-                    &model_keys[i + 1],
+                    &model_keys[&ka],
+                    &model_keys[&kb],
                     &params,
                     &NoiseSource::Seeded(params.seed),
                     None,
@@ -341,7 +372,9 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
         }
         // The in-betweens: the plugin's read-out, at the sequence's size; alpha from the nearer keyframe.
         let (src_a, src_b) = (read_frame(&seq, ka)?, read_frame(&seq, kb)?);
-        for t in ka + 1..kb {
+        let mut written = 0;
+        for t in (ka + 1..kb).filter(|&t| wanted(t)) {
+            written += 1;
             let u = interval_position(t as f64, ka as f64, kb as f64)
                 .expect("t lies strictly inside the interval");
             let rgb = read_out(&generation.frames, u, sampling, fit, transfer, w, h);
@@ -361,7 +394,6 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
             };
             write_frame(&img, input_linear, format, &out_name(t))?;
         }
-        let written = (kb - ka - 1) as usize;
         frames_written += written;
         reports.push(IntervalReport {
             from: ka,
@@ -380,6 +412,7 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
 
     let generated = reports.iter().filter(|r| r.generated).count();
     let summary = serde_json::json!({
+        "frames": chunk.map(|(c0, c1)| [c0, c1]),
         "input": {"pattern": a.input, "dir": seq.dir, "first": first, "last": last,
                   "frames_found": seq.frames.len(), "width": w, "height": h,
                   "format": if input_linear { "exr" } else { "png" }},
@@ -407,8 +440,9 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
         serde_json::to_string_pretty(&summary).unwrap() + "\n",
     )
     .map_err(|e| format!("cannot write summary.json: {e}"))?;
+    let (c0, c1) = chunk.unwrap_or((first, last));
     eprintln!(
-        "wrote {frames_written} frames ({first}–{last}) to {}: {generated} interval(s) generated, {} reused, in {:.1} s",
+        "wrote {frames_written} frames ({c0}–{c1}) to {}: {generated} interval(s) generated, {} reused, in {:.1} s",
         a.out.display(),
         reports.len() - generated,
         t_start.elapsed().as_secs_f64()
