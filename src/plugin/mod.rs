@@ -224,6 +224,7 @@ fn keyframe_set(effect: &Effect, v: &Values) -> PResult<Vec<FrameNumber>> {
         }
         KeyframeSource::List(text) => keyframes::parse_list(text)?,
     };
+    // Every N frames is bounded by the range already; a list is checked against it.
     let (first, last) = source_frame_range(effect)?;
     keyframes::check_inside(&keys, "the clip", first, last)?;
     Ok(keys)

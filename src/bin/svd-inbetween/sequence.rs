@@ -294,9 +294,9 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
     let mut model_keys = std::collections::BTreeMap::new();
     for &(ka, kb) in &spans {
         for k in [ka, kb] {
-            if !model_keys.contains_key(&k) {
+            if let std::collections::btree_map::Entry::Vacant(e) = model_keys.entry(k) {
                 let img = read_frame(&seq, k)?;
-                model_keys.insert(k, model_keyframe(&img, transfer, fit, m.width, m.height));
+                e.insert(model_keyframe(&img, transfer, fit, m.width, m.height));
             }
         }
     }

@@ -256,7 +256,7 @@ fn pair_instance(p: &'static Plugin, a: &Args) -> Result<(Instance, i32, i32), S
 
 /// All frames side by side in rows of up to 7, with a 2-pixel gap.
 fn contact_sheet(frames: &[ImageF32], w: usize, h: usize) -> ImageF32 {
-    let cols = frames.len().min(7).max(1);
+    let cols = frames.len().clamp(1, 7);
     let rows = frames.len().div_ceil(cols);
     let mut out = ImageF32::new(cols * (w + 2), rows * (h + 2), 4);
     out.data
