@@ -396,5 +396,12 @@ fn bad_input_is_a_one_line_error() {
         err(&clip, &["--every", "12", "--frames", "9-3"]),
         "--frames '9-3' is not A..B (first and last frame, inclusive)"
     );
+    assert_eq!(
+        one_line_error(&sequence(&clip, &clip, &["--every", "12"]).output().unwrap()),
+        format!(
+            "--out {} is the input's folder: choose another one (the input frames would be overwritten)",
+            clip.display()
+        )
+    );
     assert!(!out.join("summary.json").exists());
 }

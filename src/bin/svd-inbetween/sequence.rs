@@ -197,6 +197,31 @@ fn keyframes_of(
     Ok(keys)
 }
 
+/// The two keyframes of the current interval as the model sees them; the next interval's first keyframe is
+/// this one's last, so it is kept rather than loaded again.
+#[derive(Default)]
+struct KeyframePair {
+    loaded: Option<[(FrameNumber, ImageF32); 2]>,
+}
+
+impl KeyframePair {
+    fn load(
+        &mut self,
+        ka: FrameNumber,
+        kb: FrameNumber,
+        load: impl Fn(FrameNumber) -> Result<ImageF32, String>,
+    ) -> Result<(&ImageF32, &ImageF32), String> {
+        let from = match self.loaded.take() {
+            Some([_, last]) if last.0 == ka => last,
+            Some([first, _]) if first.0 == ka => first,
+            _ => (ka, load(ka)?),
+        };
+        let to = (kb, load(kb)?);
+        let [(_, f), (_, t)] = self.loaded.insert([from, to]);
+        Ok((f, t))
+    }
+}
+
 /// `A..B` (inclusive) → (A, B).
 fn parse_chunk(s: &str) -> Result<(FrameNumber, FrameNumber), String> {
     let bad = || format!("--frames '{s}' is not A..B (first and last frame, inclusive)");
@@ -251,6 +276,14 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
     let seq = ImageSequence::open(&a.input)?;
     let (first, last) = (seq.first(), seq.last());
     let keys = keyframes_of(&a, first, last)?;
+    if let (Ok(out), Ok(input)) = (a.out.canonicalize(), seq.dir.canonicalize())
+        && out == input
+    {
+        return Err(format!(
+            "--out {} is the input's folder: choose another one (the input frames would be overwritten)",
+            a.out.display()
+        ));
+    }
     let chunk = a.frames.as_deref().map(parse_chunk).transpose()?;
     if let Some((c0, c1)) = chunk
         && (c1 < first || c0 > last)
@@ -291,19 +324,22 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
         .into_iter()
         .filter(|&(ka, kb)| (ka + 1..kb).any(wanted))
         .collect();
-    let mut model_keys = std::collections::BTreeMap::new();
+    // Keys first (two model-size keyframes in memory at a time, however long the sequence), so the progress bar
+    // knows how many generations are left; the keyframes are fitted again when their interval is generated.
+    let mut pair = KeyframePair::default();
+    let mut cache_keys = Vec::with_capacity(spans.len());
     for &(ka, kb) in &spans {
-        for k in [ka, kb] {
-            if let std::collections::btree_map::Entry::Vacant(e) = model_keys.entry(k) {
-                let img = read_frame(&seq, k)?;
-                e.insert(model_keyframe(&img, transfer, fit, m.width, m.height));
-            }
-        }
+        let (from, to) = pair.load(ka, kb, |k| {
+            Ok(model_keyframe(
+                &read_frame(&seq, k)?,
+                transfer,
+                fit,
+                m.width,
+                m.height,
+            ))
+        })?;
+        cache_keys.push(interval_key(&engine, from, to, &params));
     }
-    let cache_keys: Vec<_> = spans
-        .iter()
-        .map(|(ka, kb)| interval_key(&engine, &model_keys[ka], &model_keys[kb], &params))
-        .collect();
     let planned = cache_keys
         .iter()
         .filter(|k| !disk_entry_exists(&cache_dir, k))
@@ -341,14 +377,23 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
         let label = format!("{} ({}/{})", interval_label((ka, kb)), i + 1, spans.len());
         let t0 = Instant::now();
         let mut generated = false;
+        let (from, to) = pair.load(ka, kb, |k| {
+            Ok(model_keyframe(
+                &read_frame(&seq, k)?,
+                transfer,
+                fit,
+                m.width,
+                m.height,
+            ))
+        })?;
         let result = cache.get_or_generate(key, Some(&cache_dir), || {
             generated = true;
             meter.line(format!("{label}: generating"));
             let mut on_progress = |p: &Progress| meter.update(&label, p.fraction());
             engine
                 .generate(
-                    &model_keys[&ka],
-                    &model_keys[&kb],
+                    from,
+                    to,
                     &params,
                     &NoiseSource::Seeded(params.seed),
                     None,
