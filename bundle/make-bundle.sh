@@ -7,8 +7,9 @@
 #     Resources/models/tiny/                        the embedded demo models (random weights; for testing)
 #
 # usage: bundle/make-bundle.sh [--release] [--ort-dir DIR] [--no-models]
-#   --ort-dir DIR  folder holding libonnxruntime.so.1.31.1 (default: the onnxruntime wheel in the project venv;
-#                  for CUDA use the onnxruntime-gpu wheel's onnxruntime/capi folder)
+#   --ort-dir DIR  folder holding libonnxruntime.so.1.31.1 (default: the folder of $SVD_INBETWEEN_ORT_LIB, set by
+#                  scripts/setup.sh, else the onnxruntime of the project venv; for CUDA use the onnxruntime-gpu
+#                  wheel's onnxruntime/capi folder)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -30,6 +31,9 @@ mkdir -p "$b/Linux-x86-64/lib" "$b/Resources"
 sed "s/@VERSION@/$version/g" bundle/Info.plist.in > "$b/Info.plist"
 cp "target/$profile/libsvd_inbetween.so" "$b/Linux-x86-64/SvdInbetween.ofx"
 
+if [ -z "$ort_dir" ] && [ -n "${SVD_INBETWEEN_ORT_LIB:-}" ] && [ -e "$SVD_INBETWEEN_ORT_LIB" ]; then
+  ort_dir="$(dirname "$SVD_INBETWEEN_ORT_LIB")"
+fi
 if [ -z "$ort_dir" ]; then
   py="${SVD_INBETWEEN_PYTHON:-$HOME/.cache/svd-inbetween/venv/bin/python}"
   ort_dir="$("$py" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))' 2>/dev/null || true)"

@@ -6,7 +6,7 @@
 # scripts/valgrind.supp lists what is suppressed inside ONNX Runtime and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
+command -v valgrind >/dev/null || { . scripts/lib/apt.sh; svd_apt_install valgrind; }
 cargo build -q -p ofx-test-host --bin ofx-demo
 bash bundle/make-bundle.sh >/dev/null
 out="$(mktemp -d)"

@@ -293,8 +293,7 @@ def train_vae(a, cfg: Config, run: Run, data):
         rec = vae.decode(z, num_frames=x.shape[1]).sample
         mse = F_.mse_loss(rec, flat)
         kl = dist.kl().mean() / z[0].numel()
-        weight = saliency_weight(flat, a.vae_saturated_weight)
-        loss = (weight * ((rec - flat) ** 2 + 0.5 * (rec - flat).abs())).mean() / weight.mean() + a.vae_kl * kl
+        loss = reconstruction_loss(rec, flat, a.vae_saturated_weight) + a.vae_kl * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -321,6 +320,58 @@ def saliency_weight(x: torch.Tensor, saturated: float) -> torch.Tensor:
     rgb = (x + 1) / 2
     sat = rgb.amax(1, keepdim=True) - rgb.amin(1, keepdim=True)
     return 1 + (saturated - 1) * (sat > 0.4).float()
+
+
+def reconstruction_loss(rec, target, saturated_weight):
+    weight = saliency_weight(target, saturated_weight)
+    return (weight * ((rec - target) ** 2 + 0.5 * (rec - target).abs())).mean() / weight.mean()
+
+
+def decoder(a) -> int:
+    """Fine-tunes the VAE's temporal decoder with the encoder frozen — as SVD's own temporal decoder was trained on a
+    frozen image encoder. The latent space (and its scaling factor) does not move, so a UNet trained on this
+    encoder's latents keeps working while its decoder improves; the two can train side by side."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.set_num_threads(a.threads)
+    vae = AutoencoderKLTemporalDecoder.from_pretrained(a.vae, torch_dtype=torch.float32)
+    cfg = Config(frames=a.frames, height=a.height, width=a.width)
+    run = Run(a.out, a.checkpoint_every)
+    data = make_data(a.data, cfg.frames, cfg.height, cfg.width, a.stride, a.seed)
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False) if getattr(vae, "quant_conv", None) is not None else None
+    params = [p for p in vae.decoder.parameters()]
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
+    start = 0
+    st = run.latest("decoder")
+    if st:
+        vae.decoder.load_state_dict(st["model"]), opt.load_state_dict(st["opt"])
+        start = st["step"]
+        print(f"train: resuming the decoder at step {start}", file=sys.stderr)
+    gen = torch.Generator()
+    for step in range(start, a.steps):
+        gen.manual_seed(a.seed * 3_000_017 + step)
+        x, _ = data.batch(step + 3_000_000 // max(1, a.batch), a.batch)
+        flat = x.flatten(0, 1)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, a.steps, a.lr, 50)
+        with torch.no_grad():
+            dist = vae.encode(flat).latent_dist
+            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)
+        rec = vae.decode(z, num_frames=x.shape[1]).sample
+        loss = reconstruction_loss(rec, flat, a.saturated_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 10 == 0 or step == a.steps - 1:
+            run.record(stage="decoder", step=step, loss=float(loss), mse=float(F_.mse_loss(rec, flat)))
+            print(f"decoder {step:5d} loss {float(loss):.4f}", file=sys.stderr)
+        if (step + 1) % a.checkpoint_every == 0 or step == a.steps - 1:
+            run.save("decoder", step + 1, {"model": vae.decoder.state_dict(), "opt": opt.state_dict(),
+                                           "step": step + 1})
+            vae.save_pretrained(Path(a.out) / "vae")
+    return 0
 
 
 def forward(a) -> int:
@@ -514,7 +565,7 @@ def plot(a) -> int:
     from PIL import Image, ImageDraw
 
     rows = [json.loads(line) for line in Path(a.log).read_text().splitlines() if line.strip()]
-    stages = [s for s in ("vae", "unet", "reverse") if any(r["stage"] == s for r in rows)]
+    stages = [s for s in ("vae", "decoder", "unet", "reverse") if any(r["stage"] == s for r in rows)]
     pw, ph, pad = 420, 220, 40
     img = Image.new("RGB", (pw * len(stages) + pad, ph + 2 * pad), "white")
     d = ImageDraw.Draw(img)
@@ -563,6 +614,18 @@ def main(argv=None) -> int:
     f.add_argument("--ema", type=float, default=0.995, help="EMA decay of the shipped UNet weights (0: off)")
     f.add_argument("--drop", type=float, default=0.1, help="probability of dropping both conditionings")
     f.set_defaults(func=forward)
+
+    d = sub.add_parser("decoder", help="fine-tune the VAE's temporal decoder on a frozen encoder")
+    common(d)
+    d.add_argument("--vae", type=Path, required=True, help="a diffusers VAE folder")
+    d.add_argument("--steps", type=int, default=1000)
+    d.add_argument("--batch", type=int, default=2, help="clips per step (all their frames)")
+    d.add_argument("--lr", type=float, default=5e-4)
+    d.add_argument("--saturated-weight", type=float, default=20.0)
+    d.add_argument("--frames", type=int, default=7)
+    d.add_argument("--height", type=int, default=64)
+    d.add_argument("--width", type=int, default=128)
+    d.set_defaults(func=decoder)
 
     r = sub.add_parser("reverse", help="Algorithm 1: the reverse-motion fine-tune of the 32 tensors")
     common(r)

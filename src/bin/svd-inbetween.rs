@@ -49,6 +49,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing would only obscure clap's derive"
+)]
 enum Command {
     /// Generate the frames between two keyframes (frame_000.png is A's side, the last is B's).
     Generate(GenerateArgs),

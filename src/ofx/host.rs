@@ -58,6 +58,15 @@ pub fn set_host(host: *const OfxHost) {
     }
 }
 
+/// The host's own property set (name, label, capabilities), from the OfxHost given to setHost; `None` before
+/// setHost or when the host gave no property set. Reading it needs the property suite (after Load).
+pub fn host_props() -> Option<PropSet> {
+    let host = HOST.get()?.0;
+    // SAFETY: `host` is the non-null pointer the host gave us in setHost, valid for the plugin's lifetime.
+    let h = unsafe { &*host };
+    (!h.host.is_null()).then_some(PropSet(h.host))
+}
+
 fn fetch<T>(name: &CStr, version: i32) -> Option<&'static T> {
     let host = HOST.get()?.0;
     // SAFETY: `host` is the non-null pointer the host gave us in setHost, valid for the plugin's lifetime.
@@ -170,6 +179,13 @@ impl PropSet {
         Ok(v)
     }
 
+    /// Every value of a string property (its whole dimension).
+    pub fn get_strings(&self, name: &CStr) -> OfxResult<Vec<String>> {
+        (0..self.dimension(name)?)
+            .map(|i| self.get_string(name, i))
+            .collect()
+    }
+
     pub fn dimension(&self, name: &CStr) -> OfxResult<i32> {
         let mut n = 0i32;
         let st = call!(
@@ -254,6 +270,10 @@ impl PropSet {
         Ok(())
     }
 
+    #[allow(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the host stores the pointer as an opaque value; nothing dereferences it here"
+    )]
     pub fn set_pointer(&self, name: &CStr, v: *mut c_void) -> OfxResult<()> {
         let st = call!(
             suites()?.property,
@@ -364,20 +384,20 @@ impl Effect {
         let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
         let handle = self.0 as *mut c_void;
         // The text is passed as a "%s" argument, never as the format: user paths may contain '%'.
-        if let Some(m) = sut.message_v2.and_then(|m| m.setPersistentMessage) {
-            if kind == s::MESSAGE_ERROR {
-                // SAFETY: variadic printf-style host function called with a literal "%s" format and one C string.
-                unsafe {
-                    m(
-                        handle,
-                        kind.as_ptr(),
-                        c"svd-inbetween".as_ptr(),
-                        c"%s".as_ptr(),
-                        c.as_ptr(),
-                    )
-                };
-                return;
-            }
+        if let Some(m) = sut.message_v2.and_then(|m| m.setPersistentMessage)
+            && kind == s::MESSAGE_ERROR
+        {
+            // SAFETY: variadic printf-style host function called with a literal "%s" format and one C string.
+            unsafe {
+                m(
+                    handle,
+                    kind.as_ptr(),
+                    c"svd-inbetween".as_ptr(),
+                    c"%s".as_ptr(),
+                    c.as_ptr(),
+                )
+            };
+            return;
         }
         if let Some(m) = sut
             .message_v1
@@ -398,11 +418,11 @@ impl Effect {
     }
 
     pub fn clear_persistent_message(&self) {
-        if let Ok(sut) = suites() {
-            if let Some(f) = sut.message_v2.and_then(|m| m.clearPersistentMessage) {
-                // SAFETY: takes the instance handle the host gave us.
-                unsafe { f(self.0 as *mut c_void) };
-            }
+        if let Ok(sut) = suites()
+            && let Some(f) = sut.message_v2.and_then(|m| m.clearPersistentMessage)
+        {
+            // SAFETY: takes the instance handle the host gave us.
+            unsafe { f(self.0 as *mut c_void) };
         }
     }
 
@@ -416,28 +436,28 @@ impl Effect {
                 kind: ProgressKind::None,
             };
         };
-        if let Some(p) = sut.progress_v2 {
-            if let Some(f) = p.progressStart {
-                // SAFETY: host function, instance handle, two valid C strings.
-                let st = unsafe { f(handle, c.as_ptr(), c"svd-inbetween.generate".as_ptr()) };
-                if st == kOfxStatOK as i32 {
-                    return ProgressBar {
-                        handle,
-                        kind: ProgressKind::V2(p),
-                    };
-                }
+        if let Some(p) = sut.progress_v2
+            && let Some(f) = p.progressStart
+        {
+            // SAFETY: host function, instance handle, two valid C strings.
+            let st = unsafe { f(handle, c.as_ptr(), c"svd-inbetween.generate".as_ptr()) };
+            if st == kOfxStatOK as i32 {
+                return ProgressBar {
+                    handle,
+                    kind: ProgressKind::V2(p),
+                };
             }
         }
-        if let Some(p) = sut.progress_v1 {
-            if let Some(f) = p.progressStart {
-                // SAFETY: host function, instance handle, a valid C string.
-                let st = unsafe { f(handle, c.as_ptr()) };
-                if st == kOfxStatOK as i32 {
-                    return ProgressBar {
-                        handle,
-                        kind: ProgressKind::V1(p),
-                    };
-                }
+        if let Some(p) = sut.progress_v1
+            && let Some(f) = p.progressStart
+        {
+            // SAFETY: host function, instance handle, a valid C string.
+            let st = unsafe { f(handle, c.as_ptr()) };
+            if st == kOfxStatOK as i32 {
+                return ProgressBar {
+                    handle,
+                    kind: ProgressKind::V1(p),
+                };
             }
         }
         ProgressBar {
@@ -653,6 +673,14 @@ pub struct Layout {
     data: *mut u8,
 }
 
+impl Layout {
+    /// The host buffer's address, only to compare images (two fetches held at once that share one buffer are
+    /// one image); never dereferenced outside this module.
+    pub fn data_addr(&self) -> usize {
+        self.data as usize
+    }
+}
+
 impl Image {
     pub fn layout(&self) -> OfxResult<Layout> {
         layout_of(self.props)
@@ -672,11 +700,11 @@ impl Drop for Image {
             return;
         }
         self.released = true;
-        if let Ok(sut) = suites() {
-            if let Some(f) = sut.effect.clipReleaseImage {
-                // SAFETY: releases the handle clipGetImage returned, exactly once (guarded by `released`).
-                unsafe { f(self.props.0) };
-            }
+        if let Ok(sut) = suites()
+            && let Some(f) = sut.effect.clipReleaseImage
+        {
+            // SAFETY: releases the handle clipGetImage returned, exactly once (guarded by `released`).
+            unsafe { f(self.props.0) };
         }
     }
 }

@@ -301,6 +301,10 @@ impl Engine {
     }
 
     /// Generates the F frames between `from` (frame 0) and `to` (frame F−1). Both must be at the model's size.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the CLI and the plugin pass each of these separately"
+    )]
     pub fn generate(
         &self,
         from: &ImageF32,
@@ -338,23 +342,22 @@ impl Engine {
             stage: DEVICE_LOOP_STAGE,
             message,
         }) = &result
+            && !cancel.is_cancelled()
         {
-            if !cancel.is_cancelled() {
-                // The device loop is the newer, GPU-only path; a failure there costs a slower generation, not
-                // the frames. Same noise, same arithmetic, so the same result up to float rounding.
-                let why = message.clone();
-                log::warn!(
-                    "the on-device denoising loop failed ({why}); generating again with the latents on the host"
-                );
-                result = self
-                    .generate_inner(
-                        from, to, params, noise, save_noise, progress, cancel, &opts, false,
-                    )
-                    .map(|mut g| {
-                        g.stats.latents_on = format!("host (device loop failed: {why})");
-                        g
-                    });
-            }
+            // The device loop is the newer, GPU-only path; a failure there costs a slower generation, not
+            // the frames. Same noise, same arithmetic, so the same result up to float rounding.
+            let why = message.clone();
+            log::warn!(
+                "the on-device denoising loop failed ({why}); generating again with the latents on the host"
+            );
+            result = self
+                .generate_inner(
+                    from, to, params, noise, save_noise, progress, cancel, &opts, false,
+                )
+                .map(|mut g| {
+                    g.stats.latents_on = format!("host (device loop failed: {why})");
+                    g
+                });
         }
         *cancel
             .inner

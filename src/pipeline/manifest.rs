@@ -70,9 +70,9 @@ impl Manifest {
     /// "dynamic" → either. Empty for anything else.
     pub fn unet_rows_per_direction(&self) -> Vec<usize> {
         match &self.unet_batch {
-            v if *v == serde_json::Value::from(4) => vec![2],
-            v if *v == serde_json::Value::from(2) => vec![1],
-            v if *v == serde_json::Value::from("dynamic") => vec![2, 1],
+            v if v.as_u64() == Some(4) => vec![2],
+            v if v.as_u64() == Some(2) => vec![1],
+            v if v.as_str() == Some("dynamic") => vec![2, 1],
             _ => vec![],
         }
     }
@@ -140,8 +140,8 @@ pub fn load_and_verify(dir: &Path) -> Result<VerifiedManifest, PipelineError> {
             ),
         ));
     }
-    if manifest.height % 64 != 0
-        || manifest.width % 64 != 0
+    if !manifest.height.is_multiple_of(64)
+        || !manifest.width.is_multiple_of(64)
         || manifest.height == 0
         || manifest.width == 0
     {

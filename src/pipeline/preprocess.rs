@@ -54,7 +54,7 @@ pub fn resize_with_antialiasing(
     let (fy, fx) = (h as f64 / out_h as f64, w as f64 / out_w as f64);
     let sy = ((fy - 1.0) / 2.0).max(0.001) as f32;
     let sx = ((fx - 1.0) / 2.0).max(0.001) as f32;
-    let odd = |k: usize| if k % 2 == 0 { k + 1 } else { k };
+    let odd = |k: usize| if k.is_multiple_of(2) { k + 1 } else { k };
     let ky = odd((2.0 * 2.0 * sy as f64).max(3.0) as usize);
     let kx = odd((2.0 * 2.0 * sx as f64).max(3.0) as usize);
     let gx = gaussian_kernel(kx, sx);

@@ -114,6 +114,10 @@ mod tests {
     /// diffusers 0.42.1, `EulerDiscreteScheduler.from_pretrained(models/tiny/source/scheduler)` (SVD's config),
     /// `set_timesteps(50)`, `sigmas[[0,1,2,3,24,25,47,48,49,50]]` printed with `repr(float(x))`.
     #[test]
+    #[allow(
+        clippy::excessive_precision,
+        reason = "the values exactly as diffusers prints them"
+    )]
     fn karras_sigmas_match_diffusers() {
         let s = karras_sigmas(50, 0.002, 700.0, 7.0);
         assert_eq!(s.len(), 51);
@@ -135,6 +139,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::excessive_precision,
+        reason = "the values exactly as diffusers prints them"
+    )]
     fn timestep_and_scalings() {
         assert!((timestep(700.0) - 1.6378).abs() < 1e-4);
         assert!((timestep(0.002) + 1.5537).abs() < 1e-4);

@@ -2,6 +2,7 @@
 
 mod generative;
 pub use generative::generations as generation_count;
+pub mod hostcaps;
 pub mod interval;
 pub mod keyframes;
 pub mod params;
@@ -91,6 +92,9 @@ pub fn dispatch(action: &CStr, effect: Effect, in_args: PropSet, out_args: PropS
 }
 
 fn describe(effect: Effect) -> PResult<OfxStatus> {
+    if hostcaps::refuse_host().is_some() {
+        return Ok(st(kOfxStatErrMissingHostFeature));
+    }
     let p = effect.props()?;
     p.set_cstrs(s::PROP_LABEL, &[c"SVD Inbetween"])?;
     p.set_cstrs(s::PROP_SHORT_LABEL, &[c"SVD Inbetween"])?;
@@ -126,6 +130,9 @@ fn describe(effect: Effect) -> PResult<OfxStatus> {
 }
 
 fn describe_in_context(effect: Effect, in_args: PropSet) -> PResult<OfxStatus> {
+    if hostcaps::refuse_host().is_some() {
+        return Ok(st(kOfxStatErrMissingHostFeature));
+    }
     let ctx = parse_context(&in_args.get_string(s::IE_PROP_CONTEXT, 0)?)?;
     let clips: &[&CStr] = match ctx {
         Context::Transition => &[s::CLIP_SOURCE_FROM, s::CLIP_SOURCE_TO],
@@ -334,14 +341,16 @@ impl Frame {
 /// Fetches a clip's frame at `time` and copies it out, releasing the host image before returning.
 pub fn fetch_frame(effect: &Effect, clip: &CStr, time: f64) -> PResult<Frame> {
     let c = effect.clip(clip)?;
-    let img = c.image(time)?.ok_or_else(|| {
-        PluginError::User(format!(
-            "the host returned no image for clip '{}' at frame {time}. Check that the keyframes lie inside the clip.",
-            clip.to_string_lossy()
-        ))
-    })?;
+    let img = c.image(time)?.ok_or_else(|| no_image(clip, time))?;
     let (image, bounds) = img.to_rgba_f32()?;
     Ok(Frame { image, bounds })
+}
+
+fn no_image(clip: &CStr, time: f64) -> PluginError {
+    PluginError::User(format!(
+        "the host returned no image for clip '{}' at frame {time}. Check that the keyframes lie inside the clip.",
+        clip.to_string_lossy()
+    ))
 }
 
 fn render(effect: Effect, in_args: PropSet) -> PResult<()> {
@@ -374,13 +383,15 @@ fn render(effect: Effect, in_args: PropSet) -> PResult<()> {
     let Span { a, b, u } = span;
     match v.mode {
         Mode::FrameBlend => {
-            let (ta, tb) = if ctx == Context::Transition {
-                (t, t)
+            let (fa, fb) = if ctx == Context::Transition {
+                (
+                    fetch_frame(&effect, from_clip, t)?,
+                    fetch_frame(&effect, to_clip, t)?,
+                )
             } else {
-                (a, b)
+                // Both keyframes from one clip: checked that the host really served two times.
+                hostcaps::fetch_keyframes(&effect, s::CLIP_SOURCE, a, b, t)?
             };
-            let fa = fetch_frame(&effect, from_clip, ta)?;
-            let fb = fetch_frame(&effect, to_clip, tb)?;
             let uf = u as f32;
             out.write(window, |x, y| {
                 let (pa, pb) = (fa.at(x, y), fb.at(x, y));
@@ -388,8 +399,14 @@ fn render(effect: Effect, in_args: PropSet) -> PResult<()> {
             })?;
         }
         Mode::Generative => {
-            let fa = fetch_frame(&effect, from_clip, a)?;
-            let fb = fetch_frame(&effect, to_clip, b)?;
+            let (fa, fb) = if ctx == Context::Transition {
+                (
+                    fetch_frame(&effect, from_clip, a)?,
+                    fetch_frame(&effect, to_clip, b)?,
+                )
+            } else {
+                hostcaps::fetch_keyframes(&effect, s::CLIP_SOURCE, a, b, t)?
+            };
             let frame = generative::render_frame(&effect, &v, span.interval(), &fa, &fb, u)?;
             out.write(window, |x, y| frame.at(x, y))?;
         }

@@ -3,7 +3,8 @@
 
 /// Position of `t` in the open interval (a, b), or `None` when `t` is a keyframe or outside (identity).
 pub fn interval_position(t: f64, a: f64, b: f64) -> Option<f64> {
-    if !(a < b) || t <= a || t >= b {
+    // partial_cmp: NaN keyframes are no interval either.
+    if a.partial_cmp(&b) != Some(std::cmp::Ordering::Less) || t <= a || t >= b {
         return None;
     }
     Some((t - a) / (b - a))

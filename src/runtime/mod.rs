@@ -153,11 +153,11 @@ fn describe_load_error(e: &ort::LoadDynamicError) -> String {
         s.push_str(&inner.to_string());
         src = inner.source();
     }
-    if let ort::LoadDynamicError::Dlopen { error, .. } = e {
-        if let Some(inner) = std::error::Error::source(error) {
-            s.push_str(": ");
-            s.push_str(&inner.to_string());
-        }
+    if let ort::LoadDynamicError::Dlopen { error, .. } = e
+        && let Some(inner) = std::error::Error::source(error)
+    {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
     }
     s
 }

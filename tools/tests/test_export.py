@@ -67,8 +67,12 @@ def test_fused_unet_rows_equal_stock_forward_and_authors_reverse(tiny_source, k)
         want_r = authors_rev(sample[k:], t, ehs[k:], ids[k:], return_dict=False)[0]  # flips them
     err_f = (both[:k] - want_f).abs().max().item()
     err_r = (both[k:] - want_r).abs().max().item()
-    print(f"k={k}: forward rows {err_f:.2e}, reverse rows {err_r:.2e}")
-    assert err_f <= TOL and err_r <= TOL
+    # Relative to the outputs' magnitude: the two constructions add the same fp32 terms in different orders, and
+    # how much that moves a result depends on the CPU's kernels (reverse rows, k=1: 1.9e-5 with AVX2 kernels,
+    # 2.8e-4 with AVX-512 ones, on outputs of magnitude ~M), so an absolute bound fails on some machines.
+    scale = max(1.0, want_f.abs().max().item(), want_r.abs().max().item())
+    print(f"k={k}: forward rows {err_f:.2e}, reverse rows {err_r:.2e} (max |output| {scale:.3g})")
+    assert err_f <= TOL * scale and err_r <= TOL * scale
     # the reverse branch really uses the forward maps: with its own attention the result differs
     plain_rev = gi.authors_reverse_unet(load_folders(tiny_source, tiny_source / "reverse_unet", None)[0], rev, base).eval()
     with torch.no_grad():

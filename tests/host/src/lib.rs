@@ -5,6 +5,7 @@
 //! first, so any handle the plugin passes back can be read as a property set.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod quirks;
 mod suites;
 
 use std::collections::HashMap;
@@ -398,6 +399,8 @@ impl Plugin {
         host.props
             .set_str("OfxPropName", "org.svdinbetween.testhost");
         host.props
+            .set_str("OfxPropLabel", "svd-inbetween test host");
+        host.props
             .set_int("OfxImageEffectPropTemporalClipAccess", 1);
         let ofx_host = Box::new(OfxHost {
             host: host.props.handle(),
@@ -426,6 +429,10 @@ impl Plugin {
             .into_owned()
     }
 
+    #[allow(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the handle goes to the plugin, which gets it from this host; tests pass handles of ours"
+    )]
     pub fn action(
         &self,
         action: &str,
@@ -663,8 +670,12 @@ impl Instance {
         i.set_doubles("OfxImageEffectPropRenderScale", &[1.0, 1.0]);
         i.set_int("OfxImageEffectPropSequentialRenderStatus", 0);
         i.set_int("OfxImageEffectPropInteractiveRenderStatus", 0);
-        self.plugin
-            .action("OfxImageEffectActionRender", self.h(), Some(&i), None)
+        quirks::set_render_time(Some(t.round() as i64));
+        let st = self
+            .plugin
+            .action("OfxImageEffectActionRender", self.h(), Some(&i), None);
+        quirks::set_render_time(None);
+        st
     }
 
     pub fn output(&self, t: i64) -> Option<HostImage> {
@@ -701,6 +712,8 @@ impl Drop for Instance {
         let st = self
             .plugin
             .action("OfxActionDestroyInstance", self.h(), None, None);
+        // A later instance may get this address: its messages must not include ours.
+        quirks::forget_persistent_messages(self.obj.handle() as usize);
         debug_assert_eq!(st, 0);
     }
 }
@@ -737,8 +750,8 @@ pub fn host_image_from_rgba(
         for x in 0..img.width {
             let p = img.pixel(x, r);
             for c in 0..components {
-                let v = if c < img.channels { p[c] } else { 1.0 };
-                h.put(x as i32, y, c, v);
+                // `p` holds the image's channels; a missing alpha is opaque.
+                h.put(x as i32, y, c, p.get(c).copied().unwrap_or(1.0));
             }
         }
     }
@@ -752,8 +765,8 @@ pub fn host_image_to_rgba(h: &HostImage) -> svd_inbetween::image::ImageF32 {
         let y = h.bounds[3] - 1 - r as i32;
         for x in 0..h.width() {
             let px = img.pixel_mut(x, r);
-            for c in 0..4 {
-                px[c] = if c < h.components {
+            for (c, v) in px.iter_mut().enumerate() {
+                *v = if c < h.components {
                     h.get(h.bounds[0] + x as i32, y, c)
                 } else {
                     1.0

@@ -403,6 +403,8 @@ unsafe extern "C" fn clipGetImage(
 ) -> OfxStatus {
     let clip = unsafe { &*(c as *const ClipObj) };
     let t = time.round() as i64;
+    // Set when the host hands out a stored frame's own buffer (quirks::FetchQuirk::CurrentFrameSharedBuffer).
+    let mut shared_buffer: Option<usize> = None;
     let (image, is_output) = if clip.name == "Output" {
         let (d, comps, top_down) = *clip.out_format.lock().unwrap();
         (
@@ -410,8 +412,15 @@ unsafe extern "C" fn clipGetImage(
             true,
         )
     } else {
-        match clip.frames.lock().unwrap().get(&t) {
-            Some(img) => ((**img).clone(), false),
+        let frames = clip.frames.lock().unwrap();
+        let (served, shared) = crate::quirks::served_frame(t, frames.keys().min().copied());
+        match frames.get(&served) {
+            Some(img) => {
+                if shared {
+                    shared_buffer = Some(img.data.as_ptr() as usize);
+                }
+                ((**img).clone(), false)
+            }
             None => return FAILED,
         }
     };
@@ -422,7 +431,12 @@ unsafe extern "C" fn clipGetImage(
         time: t,
         is_output,
     });
-    let (ptr, rb) = obj.image.ofx_layout();
+    let (mut ptr, rb) = obj.image.ofx_layout();
+    if let Some(base) = shared_buffer {
+        // Same layout, the stored frame's bytes: the plugin only reads source images. The Arc in clip.frames
+        // keeps them alive while the instance lives.
+        ptr = (base + (ptr as usize - obj.image.data.as_ptr() as usize)) as *mut u8;
+    }
     let b = obj.image.bounds;
     obj.props
         .set("OfxImagePropData", vec![Value::Ptr(ptr as usize)]);
@@ -772,9 +786,10 @@ pub unsafe extern "C" fn host_message(
     ty: *const c_char,
     _id: *const c_char,
     text: *const c_char,
-    _persistent: c_int,
+    persistent: c_int,
 ) -> OfxStatus {
     let (ty, text) = unsafe { (name(ty), name(text)) };
+    crate::quirks::record_message(h as usize, &ty, &text, persistent != 0);
     if std::env::var_os("OFX_TEST_HOST_VERBOSE").is_some() {
         eprintln!("[host message] {ty}: {text}");
     }

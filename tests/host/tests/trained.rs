@@ -153,12 +153,16 @@ fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(bool, String)> {
             .sqrt();
             let (count, c) = blobs(&out, s.rgb, s.area[mid]);
             let err = c.map(|c| {
-                ((c[0] - s.centres[mid][0]).powi(2) + (c[1] - s.centres[mid][1]).powi(2)).sqrt() / disp
+                ((c[0] - s.centres[mid][0]).powi(2) + (c[1] - s.centres[mid][1]).powi(2)).sqrt()
+                    / disp
             });
             let ok = count == 1 && err.is_some_and(|e| e <= MAX_TRACK_ERROR);
             (
                 ok,
-                format!("{pair} sprite {:?}: {count} blob(s), track error {err:?}", s.rgb),
+                format!(
+                    "{pair} sprite {:?}: {count} blob(s), track error {err:?}",
+                    s.rgb
+                ),
             )
         })
         .collect()
@@ -168,7 +172,10 @@ fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(bool, String)> {
 fn trained_model_moves_each_sprite_as_one_blob_and_frame_blend_does_not() {
     for pair in ["sun", "seed900000003"] {
         let gi = middle_inbetween_sprites(pair, 0);
-        assert!(!gi.is_empty(), "{pair}: no sprite visible in the middle frame");
+        assert!(
+            !gi.is_empty(),
+            "{pair}: no sprite visible in the middle frame"
+        );
         for (ok, what) in &gi {
             assert!(*ok, "generative: {what}");
         }
