@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod image;
+pub mod image_sequence;
 #[allow(unsafe_code)]
 pub mod ofx;
 pub mod pipeline;

@@ -18,6 +18,9 @@ use svd_inbetween::pipeline::{
 use svd_inbetween::plugin::timemap::{FrameSampling, frame_at};
 use svd_inbetween::runtime::{self, DevicePreference};
 
+#[path = "svd-inbetween/sequence.rs"]
+mod sequence;
+
 /// `println!` panics when stdout is a closed pipe (`doctor | head`); a report nobody reads ends quietly instead.
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -53,6 +56,9 @@ struct Cli {
 enum Command {
     /// Generate the frames between two keyframes (frame_000.png is A's side, the last is B's).
     Generate(GenerateArgs),
+    /// Fill every gap of a numbered PNG/EXR sequence between consecutive keyframes (one generation per interval,
+    /// cached, the same frames as the plugin), copy the other frames, and write summary.json.
+    Sequence(sequence::SequenceArgs),
     /// Report the ONNX Runtime library, providers, GPU, model package integrity, and run a one-step smoke test.
     Doctor {
         #[arg(long)]
@@ -77,6 +83,27 @@ struct GenerateArgs {
     to: PathBuf,
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    gen_flags: GenerationFlags,
+    /// Output size WxH; must be the model package's size (its graphs are exported for one size).
+    #[arg(long)]
+    size: Option<String>,
+    /// Also write `inbetween_001.png`… for a gap of N frames between the keyframes (the model always makes its
+    /// F frames; frame j of the gap is read at position j/(N+1), as the plugin does for a clip).
+    #[arg(long, default_value_t = 0)]
+    count: usize,
+    /// Output files: 8-bit sRGB PNG, or 32-bit float scene-linear OpenEXR (sRGB curve decoded).
+    #[arg(long, default_value = "png")]
+    format: OutputFormat,
+    #[arg(long = "save-noise", conflicts_with = "load_noise")]
+    save_noise: Option<PathBuf>,
+    #[arg(long = "load-noise")]
+    load_noise: Option<PathBuf>,
+}
+
+/// The generation flags `generate` and `sequence` share.
+#[derive(clap::Args)]
+struct GenerationFlags {
     #[arg(long, default_value_t = 50)]
     steps: u32,
     #[arg(long, default_value_t = 42)]
@@ -99,9 +126,6 @@ struct GenerateArgs {
     fusion: Fusion,
     #[arg(long = "decode-chunk")]
     decode_chunk: Option<usize>,
-    /// Output size WxH; must be the model package's size (its graphs are exported for one size).
-    #[arg(long)]
-    size: Option<String>,
     #[arg(long, default_value = "auto")]
     device: DevicePreference,
     /// Where the latents live between UNet calls: `device` keeps them in the provider's memory (IoBinding; the
@@ -116,20 +140,38 @@ struct GenerateArgs {
     /// off the results) or stretch.
     #[arg(long, default_value = "letterbox")]
     fit: Fit,
-    /// Also write `inbetween_001.png`… for a gap of N frames between the keyframes (the model always makes its
-    /// F frames; frame j of the gap is read at position j/(N+1), as the plugin does for a clip).
-    #[arg(long, default_value_t = 0)]
-    count: usize,
-    /// Output files: 8-bit sRGB PNG, or 32-bit float scene-linear OpenEXR (sRGB curve decoded).
-    #[arg(long, default_value = "png")]
-    format: OutputFormat,
-    /// How the gap's frames read the generated ones: blend the two nearest, or take the nearest.
+    /// How the in-betweens read the generated frames: blend the two nearest, or take the nearest.
     #[arg(long, default_value = "blend")]
     sampling: FrameSampling,
-    #[arg(long = "save-noise", conflicts_with = "load_noise")]
-    save_noise: Option<PathBuf>,
-    #[arg(long = "load-noise")]
-    load_noise: Option<PathBuf>,
+}
+
+impl GenerationFlags {
+    fn params(&self) -> Result<GenerateParams, String> {
+        let params = GenerateParams {
+            steps: self.steps,
+            seed: self.seed,
+            noise_injection_steps: self.noise_injection_steps,
+            noise_injection_ratio: self.noise_injection_ratio,
+            motion_bucket_id: self.motion_bucket,
+            fps: self.fps,
+            noise_aug_strength: self.noise_aug,
+            min_guidance_scale: self.guidance_min,
+            max_guidance_scale: self.guidance_max,
+            fusion: self.fusion,
+            decode_chunk_frames: self.decode_chunk,
+        };
+        params.validate().map_err(|e| e.to_string())?;
+        Ok(params)
+    }
+
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            device: self.device,
+            sampler: self.sampler,
+            low_memory: self.low_memory,
+            ..Default::default()
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -137,6 +179,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => generate(a),
+        Command::Sequence(a) => sequence::run(a),
         Command::Doctor {
             models,
             device,
@@ -203,36 +246,15 @@ fn load_keyframe(
 }
 
 fn generate(a: GenerateArgs) -> Result<(), String> {
-    let params = GenerateParams {
-        steps: a.steps,
-        seed: a.seed,
-        noise_injection_steps: a.noise_injection_steps,
-        noise_injection_ratio: a.noise_injection_ratio,
-        motion_bucket_id: a.motion_bucket,
-        fps: a.fps,
-        noise_aug_strength: a.noise_aug,
-        min_guidance_scale: a.guidance_min,
-        max_guidance_scale: a.guidance_max,
-        fusion: a.fusion,
-        decode_chunk_frames: a.decode_chunk,
-    };
-    params.validate().map_err(|e| e.to_string())?;
+    let params = a.gen_flags.params()?;
     let requested = a.size.as_deref().map(parse_size).transpose()?;
     // Cheap checks first: a bad image should not wait for model loading.
     for p in [&a.from, &a.to] {
         ImageF32::read_png(p).map_err(|e| e.to_string())?;
     }
     let t_load = Instant::now();
-    let engine = Engine::load_with(
-        &a.models,
-        &LoadOptions {
-            device: a.device,
-            sampler: a.sampler,
-            low_memory: a.low_memory,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let engine =
+        Engine::load_with(&a.models, &a.gen_flags.load_options()).map_err(|e| e.to_string())?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let m = engine.manifest();
     if let Some((w, h)) = requested
@@ -243,12 +265,13 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
             m.width, m.height
         ));
     }
-    let (from, size) = load_keyframe(&a.from, m.width, m.height, a.fit)?;
-    let (to, _) = load_keyframe(&a.to, m.width, m.height, a.fit)?;
+    let fit = a.gen_flags.fit;
+    let (from, size) = load_keyframe(&a.from, m.width, m.height, fit)?;
+    let (to, _) = load_keyframe(&a.to, m.width, m.height, fit)?;
     eprintln!("provider: {}", engine.provider());
     let noise = match &a.load_noise {
         Some(d) => NoiseSource::Replay(d.clone()),
-        None => NoiseSource::Seeded(a.seed),
+        None => NoiseSource::Seeded(params.seed),
     };
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(
@@ -306,7 +329,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
     std::fs::create_dir_all(&a.out)
         .map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
     // PNGs at keyframe A's size (letterbox bars cropped off); frames.npy keeps the model's raw output.
-    let region = placement(size.0, size.1, m.width, m.height, a.fit);
+    let region = placement(size.0, size.1, m.width, m.height, fit);
     let write = |img: &ImageF32, stem: String| {
         let mut out = resize(&crop(img, region), size.0, size.1);
         match a.format {
@@ -328,7 +351,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
             &frame_at(
                 &generation.frames,
                 j as f64 / (a.count + 1) as f64,
-                a.sampling,
+                a.gen_flags.sampling,
             ),
             format!("inbetween_{j:03}"),
         )?;
@@ -356,11 +379,11 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
         "models": {"dir": engine.models_dir(), "name": m.name, "manifest_sha256": engine.manifest_sha256(),
                    "frames": m.num_frames, "width": m.width, "height": m.height, "dtype": m.dtype},
         "params": params,
-        "noise": match &a.load_noise { Some(d) => format!("replayed from {}", d.display()), None => format!("seed {}", a.seed) },
+        "noise": match &a.load_noise { Some(d) => format!("replayed from {}", d.display()), None => format!("seed {}", params.seed) },
         "unet_calls": generation.stats.unet_calls,
         "unet_runs": generation.stats.unet_runs,
         "latents_on": generation.stats.latents_on,
-        "fit": a.fit,
+        "fit": fit,
         "output_size": [size.0, size.1],
         "format": format!("{:?}", a.format).to_lowercase(),
         "unet_runs_per_step": engine.unet_runs_per_prediction(),

@@ -23,6 +23,11 @@ struct Meta {
     sha256: String,
 }
 
+/// Whether `<dir>/<key>/` holds an entry's meta.json (unverified).
+pub fn entry_exists(dir: &Path, key: &str) -> bool {
+    dir.join(key).join("meta.json").is_file()
+}
+
 pub struct Store {
     dir: PathBuf,
 }

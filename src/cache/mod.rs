@@ -300,5 +300,11 @@ impl FrameCache {
     }
 }
 
+/// Whether `dir` holds a finished entry for `key` (not verified: a corrupt one is regenerated when read). For
+/// planning and progress estimates only.
+pub fn disk_entry_exists(dir: &Path, key: &CacheKey) -> bool {
+    disk::entry_exists(dir, key.as_str())
+}
+
 #[cfg(test)]
 mod tests;

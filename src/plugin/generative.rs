@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use once_cell::sync::Lazy;
 
-use super::params::{Transfer, Values};
-use super::timemap::frame_at;
+use super::interval::{alpha_from_a, interval_key, model_keyframe, read_out};
+use super::keyframes::{FrameNumber, interval_label};
+use super::params::Values;
 use super::{Frame, PResult, PluginError};
-use crate::cache::{CacheError, CacheKey, FrameCache, Frames, KeyInput};
-use crate::image::{Fit, ImageF32, crop, fit_into, placement, resize, srgb_decode, srgb_encode};
+use crate::cache::{CacheError, FrameCache, Frames};
 use crate::ofx::strings as s;
 use crate::ofx::{Effect, RectI};
 use crate::pipeline::{CancelToken, Engine, LoadOptions, NoiseSource, PipelineError};
@@ -88,36 +88,22 @@ fn engine(dir: &Path, device: DevicePreference, low_memory: bool) -> PResult<Arc
     Ok(e)
 }
 
-/// A keyframe as the model wants it: RGB, display-referred, fitted to the model's size.
-fn fit_keyframe(frame: &Frame, transfer: Transfer, fit: Fit, w: usize, h: usize) -> ImageF32 {
-    let mut rgb = frame.image.to_channels(3).expect("3 channels is supported");
-    if transfer == Transfer::Linear {
-        rgb.data.iter_mut().for_each(|v| *v = srgb_encode(*v));
-    }
-    fit_into(&rgb, w, h, fit).0
-}
-
-pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64) -> PResult<Frame> {
+/// The frame at position `u` of `interval` (its keyframes `fa`, `fb`), from the interval's one generation.
+pub fn render_frame(
+    effect: &Effect,
+    v: &Values,
+    interval: (FrameNumber, FrameNumber),
+    fa: &Frame,
+    fb: &Frame,
+    u: f64,
+) -> PResult<Frame> {
     let dir = models_dir(v);
     let engine = engine(&dir, v.device, v.low_memory)?;
     let m = engine.manifest();
     let (mw, mh, frames_n) = (m.width, m.height, m.num_frames);
-    let from = fit_keyframe(fa, v.transfer, v.fit, mw, mh);
-    let to = fit_keyframe(fb, v.transfer, v.fit, mw, mh);
-    let provider_class = if engine.provider().is_cuda() {
-        "cuda"
-    } else {
-        "cpu"
-    };
-    let key = CacheKey::compute(&KeyInput {
-        manifest_sha256: engine.manifest_sha256(),
-        from: &from,
-        to: &to,
-        params: &v.generate,
-        width: mw,
-        height: mh,
-        provider_class,
-    });
+    let from = model_keyframe(&fa.image, v.transfer, v.fit, mw, mh);
+    let to = model_keyframe(&fb.image, v.transfer, v.fit, mw, mh);
+    let key = interval_key(&engine, &from, &to, &v.generate);
     let disk = cache_dir(v);
     // Waiting for the same frames from another render thread or farm process ends when the host aborts.
     let stop = || effect.abort_requested();
@@ -126,7 +112,7 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
         disk.as_deref(),
         &stop,
         || -> Result<Frames, PipelineError> {
-            let bar = effect.progress("SVD Inbetween: generating in-between frames");
+            let bar = effect.progress(&format!("SVD Inbetween: {}", interval_label(interval)));
             let cancel = CancelToken::new();
             let mut on_progress = |p: &crate::pipeline::Progress| {
                 // The progress dialog's cancel, checked once per UNet call (the host's abort flag also is, and is
@@ -176,18 +162,17 @@ pub fn render_frame(effect: &Effect, v: &Values, fa: &Frame, fb: &Frame, u: f64)
         )));
     }
     // The output time's generated frame (blend of the two nearest), back at the clip's size.
-    let mixed = frame_at(&generated.frames, u, v.sampling);
     let bounds: RectI = fa.bounds;
-    // The picture's part of the model frame (all of it unless letterboxed), back at the clip's size.
-    let region = placement(bounds.width(), bounds.height(), mw, mh, v.fit);
-    let mut out = resize(&crop(&mixed, region), bounds.width(), bounds.height());
-    if v.transfer == Transfer::Linear {
-        out.data
-            .iter_mut()
-            .for_each(|x| *x = srgb_decode(x.clamp(0.0, 1.0)));
-    }
-    // Alpha from the nearest keyframe: the model only makes colour.
-    let alpha_src = if u < 0.5 { fa } else { fb };
+    let out = read_out(
+        &generated.frames,
+        u,
+        v.sampling,
+        v.fit,
+        v.transfer,
+        bounds.width(),
+        bounds.height(),
+    );
+    let alpha_src = if alpha_from_a(u) { fa } else { fb };
     let mut rgba = out.to_channels(4).expect("4 channels is supported");
     for y in 0..bounds.height() {
         for x in 0..bounds.width() {

@@ -3,6 +3,8 @@
 mod generative;
 pub use generative::generations as generation_count;
 pub mod hostcaps;
+pub mod interval;
+pub mod keyframes;
 pub mod params;
 pub mod timemap;
 
@@ -12,7 +14,8 @@ use crate::image::ImageF32;
 use crate::ofx::strings as s;
 use crate::ofx::sys::*;
 use crate::ofx::{Effect, OfxError, PropSet, RectI};
-use params::{Mode, Values};
+use keyframes::{FrameNumber, KeyframeError};
+use params::{KeyframeSource, Mode, Values};
 use timemap::interval_position;
 
 /// A failure to show the user: the message says what happened and what to do next.
@@ -27,6 +30,12 @@ pub enum PluginError {
 }
 
 type PResult<T> = Result<T, PluginError>;
+
+impl From<KeyframeError> for PluginError {
+    fn from(e: KeyframeError) -> Self {
+        PluginError::User(format!("Keyframes: {e}"))
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
@@ -56,7 +65,12 @@ pub fn dispatch(action: &CStr, effect: Effect, in_args: PropSet, out_args: PropS
         a if a == s::ACTION_BEGIN_SEQUENCE_RENDER || a == s::ACTION_END_SEQUENCE_RENDER => {
             Ok(st(kOfxStatOK))
         }
-        a if a == s::ACTION_RENDER => render(effect, in_args).map(|_| st(kOfxStatOK)),
+        a if a == s::ACTION_RENDER => render(effect, in_args).map(|_| {
+            // A render that works clears an error message left by an earlier one (e.g. a keyframe list
+            // that has since been fixed).
+            effect.clear_persistent_message();
+            st(kOfxStatOK)
+        }),
         a if a == s::ACTION_PURGE_CACHES => {
             generative::purge_memory_cache();
             Ok(st(kOfxStatOK))
@@ -161,20 +175,80 @@ fn context(effect: &Effect) -> PResult<Context> {
     parse_context(&effect.props()?.get_string(s::IE_PROP_CONTEXT, 0)?)
 }
 
-/// The keyframe interval (A, B) in host frames. In the Transition context the clips are the keyframes: From at
-/// the transition's first frame and To at its last (the output clip's frame range).
-fn keyframe_interval(effect: &Effect, ctx: Context, v: &Values) -> PResult<(f64, f64)> {
-    match ctx {
-        Context::Transition => {
-            let out = effect.clip(s::CLIP_OUTPUT)?;
-            let r = out
-                .props
-                .get_doubles::<2>(s::IE_PROP_FRAME_RANGE)
-                .unwrap_or([0.0, 1.0]);
-            Ok((r[0], r[1]))
-        }
-        _ => Ok((v.keyframe_a as f64, v.keyframe_b as f64)),
+/// Where an output time reads from: keyframes `a` < `b` (host frames) and the position `u` ∈ (0,1) between them.
+struct Span {
+    a: f64,
+    b: f64,
+    u: f64,
+}
+
+impl Span {
+    fn interval(&self) -> (FrameNumber, FrameNumber) {
+        (self.a as FrameNumber, self.b as FrameNumber)
     }
+}
+
+/// The span that renders time `t`, or `None` where the effect is an identity (at a keyframe, outside the first
+/// and last keyframe). General/Filter: the interval k_i < t < k_{i+1} of the keyframe set. Transition: the clips
+/// are the keyframes, From at the transition's first frame and To at its last (the output clip's frame range),
+/// at the position the Transition param says.
+fn span_at(effect: &Effect, ctx: Context, v: &Values, t: f64) -> PResult<Option<Span>> {
+    if ctx == Context::Transition {
+        let out = effect.clip(s::CLIP_OUTPUT)?;
+        let r = out
+            .props
+            .get_doubles::<2>(s::IE_PROP_FRAME_RANGE)
+            .unwrap_or([0.0, 1.0]);
+        let u = effect
+            .params()?
+            .get(s::PARAM_TRANSITION)?
+            .double_at(t)?
+            .clamp(0.0, 1.0);
+        return Ok(Some(Span {
+            a: r[0],
+            b: r[1],
+            u,
+        }));
+    }
+    let keys = keyframe_set(effect, v)?;
+    Ok(keyframes::interval_for_time(&keys, t).and_then(|(a, b)| {
+        let (a, b) = (a as f64, b as f64);
+        interval_position(t, a, b).map(|u| Span { a, b, u })
+    }))
+}
+
+/// The keyframes (sorted) of the Keyframes param: A and B (none when A ≥ B, as before whole clips), every N
+/// frames or the list, both bounded by the Source clip's frame range.
+fn keyframe_set(effect: &Effect, v: &Values) -> PResult<Vec<FrameNumber>> {
+    let keys = match &v.keyframes {
+        KeyframeSource::Pair => {
+            let (a, b) = (v.keyframe_a.into(), v.keyframe_b.into());
+            return Ok(if a < b { vec![a, b] } else { vec![] });
+        }
+        KeyframeSource::Every { n, offset } => {
+            let (first, last) = source_frame_range(effect)?;
+            keyframes::every(*n, *offset, first, last)?
+        }
+        KeyframeSource::List(text) => keyframes::parse_list(text)?,
+    };
+    // Every N frames is bounded by the range already; a list is checked against it.
+    let (first, last) = source_frame_range(effect)?;
+    keyframes::check_inside(&keys, "the clip", first, last)?;
+    Ok(keys)
+}
+
+/// The whole frames the Source clip has images for.
+fn source_frame_range(effect: &Effect) -> PResult<(FrameNumber, FrameNumber)> {
+    let r = effect
+        .clip(s::CLIP_SOURCE)?
+        .props
+        .get_doubles::<2>(s::IE_PROP_FRAME_RANGE)
+        .map_err(|_| {
+            PluginError::User(
+                "Keyframes: the host gives no frame range for the Source clip, so Every N frames and List cannot be bounded; use Keyframe A and B".into(),
+            )
+        })?;
+    Ok((r[0].ceil() as FrameNumber, r[1].floor() as FrameNumber))
 }
 
 fn region_of_definition(effect: Effect, in_args: PropSet, out_args: PropSet) -> PResult<OfxStatus> {
@@ -193,9 +267,9 @@ fn frames_needed(effect: Effect, in_args: PropSet, out_args: PropSet) -> PResult
     let t = in_args.get_double(s::PROP_TIME, 0)?;
     let ctx = context(&effect)?;
     let v = params::read(&effect, t, ctx == Context::Transition)?;
-    let (a, b) = keyframe_interval(&effect, ctx, &v)?;
-    match ctx {
-        Context::Transition => {
+    let span = span_at(&effect, ctx, &v, t)?;
+    match (ctx, span) {
+        (Context::Transition, Some(Span { a, b, .. })) => {
             let from = if v.mode == Mode::FrameBlend { t } else { a };
             let to = if v.mode == Mode::FrameBlend { t } else { b };
             out_args.set_doubles_named(
@@ -207,13 +281,12 @@ fn frames_needed(effect: Effect, in_args: PropSet, out_args: PropSet) -> PResult
                 &[to, to],
             )?;
         }
-        _ => {
-            // Exactly the two keyframes and t (identity frames read t itself).
+        (_, span) => {
+            // Exactly the interval's two keyframes, or t itself (identity frames read t).
             let key = format!("{}Source", s::CLIP_PROP_FRAME_RANGE_PREFIX);
-            if interval_position(t, a, b).is_some() {
-                out_args.set_doubles_named(&key, &[a, a, b, b])?;
-            } else {
-                out_args.set_doubles_named(&key, &[t, t])?;
+            match span {
+                Some(Span { a, b, .. }) => out_args.set_doubles_named(&key, &[a, a, b, b])?,
+                None => out_args.set_doubles_named(&key, &[t, t])?,
             }
         }
     }
@@ -237,7 +310,7 @@ fn is_identity(effect: Effect, in_args: PropSet, out_args: PropSet) -> PResult<O
         return Ok(st(kOfxStatOK));
     }
     let v = params::read(&effect, t, false)?;
-    if interval_position(t, v.keyframe_a as f64, v.keyframe_b as f64).is_some() {
+    if span_at(&effect, ctx, &v, t)?.is_some() {
         return Ok(st(kOfxStatReplyDefault));
     }
     out_args.set_cstrs(s::PROP_NAME, &[s::CLIP_SOURCE])?;
@@ -295,27 +368,19 @@ fn render(effect: Effect, in_args: PropSet) -> PResult<()> {
     };
     let ctx = context(&effect)?;
     let v = params::read(&effect, t, ctx == Context::Transition)?;
-    let (a, b) = keyframe_interval(&effect, ctx, &v)?;
+    let span = span_at(&effect, ctx, &v, t)?;
     let (from_clip, to_clip) = match ctx {
         Context::Transition => (s::CLIP_SOURCE_FROM, s::CLIP_SOURCE_TO),
         _ => (s::CLIP_SOURCE, s::CLIP_SOURCE),
     };
-    let u = match ctx {
-        Context::Transition => Some(
-            effect
-                .params()?
-                .get(s::PARAM_TRANSITION)?
-                .double_at(t)?
-                .clamp(0.0, 1.0),
-        ),
-        _ => interval_position(t, a, b),
-    };
     let mut out = effect.clip(s::CLIP_OUTPUT)?.output_image(t)?;
-    let Some(u) = u else {
-        // Outside (A, B): the source passes through (hosts normally skip this via IsIdentity).
+    let Some(span) = span else {
+        // At a keyframe or outside the keyframes: the source passes through (hosts normally skip this via
+        // IsIdentity).
         let src = fetch_frame(&effect, s::CLIP_SOURCE, t)?;
         return Ok(out.write(window, |x, y| src.at(x, y))?);
     };
+    let Span { a, b, u } = span;
     match v.mode {
         Mode::FrameBlend => {
             let (fa, fb) = if ctx == Context::Transition {
@@ -342,7 +407,7 @@ fn render(effect: Effect, in_args: PropSet) -> PResult<()> {
             } else {
                 hostcaps::fetch_keyframes(&effect, s::CLIP_SOURCE, a, b, t)?
             };
-            let frame = generative::render_frame(&effect, &v, &fa, &fb, u)?;
+            let frame = generative::render_frame(&effect, &v, span.interval(), &fa, &fb, u)?;
             out.write(window, |x, y| frame.at(x, y))?;
         }
     }

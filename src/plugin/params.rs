@@ -13,6 +13,10 @@ use super::timemap::FrameSampling;
 pub const MODE: &CStr = c"mode";
 pub const KEYFRAME_A: &CStr = c"keyframeA";
 pub const KEYFRAME_B: &CStr = c"keyframeB";
+pub const KEYFRAME_SOURCE: &CStr = c"keyframeSource";
+pub const KEYFRAME_EVERY: &CStr = c"keyframeEvery";
+pub const KEYFRAME_OFFSET: &CStr = c"keyframeOffset";
+pub const KEYFRAME_LIST: &CStr = c"keyframeList";
 pub const STEPS: &CStr = c"steps";
 pub const SEED: &CStr = c"seed";
 pub const INJECTION_STEPS: &CStr = c"noiseInjectionSteps";
@@ -36,6 +40,20 @@ pub const MODE_OPTIONS: [&CStr; 2] = [
     c"Frame blend (preview baseline)",
 ];
 
+/// The labels are a contract (some hosts store or pass the label, not the index): keep them and their order.
+pub const KEYFRAME_SOURCE_OPTIONS: [&CStr; 3] = [c"Keyframe A and B", c"Every N frames", c"List"];
+
+/// Where the keyframes come from (DESIGN §6, whole clips).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyframeSource {
+    /// Keyframe A and B: one interval (A ≥ B: none).
+    Pair,
+    /// Keyframes at `offset + k·n` inside the clip's frame range.
+    Every { n: i64, offset: i64 },
+    /// The Keyframe list text, parsed where it is used so a bad token becomes a message.
+    List(String),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Generative,
@@ -54,6 +72,7 @@ pub struct Values {
     pub mode: Mode,
     pub keyframe_a: i32,
     pub keyframe_b: i32,
+    pub keyframes: KeyframeSource,
     pub generate: GenerateParams,
     pub sampling: FrameSampling,
     pub transfer: Transfer,
@@ -85,6 +104,8 @@ enum Kind {
         default: i32,
     },
     Dir,
+    /// A one-line text field.
+    Text,
 }
 
 struct Def {
@@ -108,6 +129,14 @@ const DEFS: &[Def] = &[
           hint: c"Frame number of the first keyframe. Frames strictly between A and B are generated; the others pass the source through." },
     Def { name: KEYFRAME_B, label: c"Keyframe B", group: GROUP_KEYS, general_only: true, kind: Kind::Int { default: 24, min: i32::MIN / 2, max: i32::MAX / 2, dmin: 0, dmax: 1000 },
           hint: c"Frame number of the second keyframe (must be greater than A)." },
+    Def { name: KEYFRAME_SOURCE, label: c"Keyframes", group: GROUP_KEYS, general_only: true, kind: Kind::Choice { options: &KEYFRAME_SOURCE_OPTIONS, default: 0 },
+          hint: c"Where the keyframes come from. Keyframe A and B: one interval. Every N frames: keyframes at Offset + k·N inside the clip. List: the frame numbers in Keyframe list. Frames strictly between two consecutive keyframes are generated from that pair (one generation per pair, the same seed for each); keyframes and frames before the first or after the last keyframe pass the source through." },
+    Def { name: KEYFRAME_EVERY, label: c"Keyframe every N frames", group: GROUP_KEYS, general_only: true, kind: Kind::Int { default: 24, min: 2, max: i32::MAX / 2, dmin: 2, dmax: 100 },
+          hint: c"With Every N frames: the distance between keyframes, N ≥ 2 (e.g. 12 for a 2 fps clip on a 24 fps timeline)." },
+    Def { name: KEYFRAME_OFFSET, label: c"Keyframe offset", group: GROUP_KEYS, general_only: true, kind: Kind::Int { default: 0, min: i32::MIN / 2, max: i32::MAX / 2, dmin: 0, dmax: 100 },
+          hint: c"With Every N frames: keyframes at Offset + k·N (a frame number of one keyframe, e.g. the clip's first frame)." },
+    Def { name: KEYFRAME_LIST, label: c"Keyframe list", group: GROUP_KEYS, general_only: true, kind: Kind::Text,
+          hint: c"With List: the keyframes' frame numbers, separated by commas or spaces (e.g. 0, 12, 30, 48); sorted and de-duplicated, at least two, inside the clip." },
     Def { name: STEPS, label: c"Steps", group: GROUP_GEN, general_only: false, kind: Kind::Int { default: 50, min: 1, max: 500, dmin: 1, dmax: 100 },
           hint: c"Euler sampling steps (the paper uses 50). Fewer is faster and rougher." },
     Def { name: SEED, label: c"Seed", group: GROUP_GEN, general_only: false, kind: Kind::Int { default: 42, min: 0, max: i32::MAX, dmin: 0, dmax: 1000 },
@@ -209,6 +238,12 @@ pub fn describe(ps: &ParamSet, transition: bool) -> OfxResult<()> {
                 p.set_int(s::PARAM_PROP_ANIMATES, 0, 0)?;
                 p
             }
+            Kind::Text => {
+                let p = ps.define(s::PARAM_TYPE_STRING, d.name)?;
+                p.set_cstrs(s::PARAM_PROP_DEFAULT, &[c""])?;
+                p.set_int(s::PARAM_PROP_ANIMATES, 0, 0)?;
+                p
+            }
         };
         p.set_cstrs(s::PROP_LABEL, &[d.label])?;
         p.set_cstrs(s::PARAM_PROP_HINT, &[d.hint])?;
@@ -230,6 +265,18 @@ pub fn read(effect: &Effect, t: f64, transition: bool) -> OfxResult<Values> {
     } else {
         (int(KEYFRAME_A)?, int(KEYFRAME_B)?)
     };
+    let keyframes = if transition {
+        KeyframeSource::Pair
+    } else {
+        match int(KEYFRAME_SOURCE)? {
+            1 => KeyframeSource::Every {
+                n: int(KEYFRAME_EVERY)?.into(),
+                offset: int(KEYFRAME_OFFSET)?.into(),
+            },
+            2 => KeyframeSource::List(ps.get(KEYFRAME_LIST)?.string_at(t)?),
+            _ => KeyframeSource::Pair,
+        }
+    };
     Ok(Values {
         mode: if int(MODE)? == 1 {
             Mode::FrameBlend
@@ -238,6 +285,7 @@ pub fn read(effect: &Effect, t: f64, transition: bool) -> OfxResult<Values> {
         },
         keyframe_a: a,
         keyframe_b: b,
+        keyframes,
         generate: GenerateParams {
             steps: int(STEPS)?.max(0) as u32,
             seed: int(SEED)?.max(0) as u64,

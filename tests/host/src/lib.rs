@@ -265,6 +265,8 @@ pub struct ProgressLog {
     pub updates: usize,
     pub ends: usize,
     pub last: f64,
+    /// The label of every progressStart, in order.
+    pub labels: Vec<String>,
 }
 
 #[repr(C)]
@@ -773,4 +775,42 @@ pub fn host_image_to_rgba(h: &HostImage) -> svd_inbetween::image::ImageF32 {
         }
     }
     img
+}
+
+// ------------------------------------------------------------------------------------------- whole clips
+// Helpers for clips with many keyframes (issue 11): a clip's frame range, and a test clip whose every frame
+// differs (so every interval has its own keyframe pixels and cache key).
+
+impl Instance {
+    /// Sets the frames `clip` has images for (OfxImageEffectPropFrameRange on the clip instance).
+    pub fn set_frame_range(&self, clip: &str, first: f64, last: f64) {
+        self.clip(clip)
+            .props
+            .set_doubles("OfxImageEffectPropFrameRange", &[first, last]);
+    }
+
+    /// The kind (`OfxParamTypeString`, …) of the instance's param `name`.
+    pub fn param_kind(&self, name: &str) -> Option<String> {
+        // SAFETY: the param lives as long as the instance.
+        self.obj.param(name).map(|p| unsafe { &*p }.kind.clone())
+    }
+}
+
+/// Frames 0..=last of a test clip: frame t is the cross-fade (1 − t/last)·A + (t/last)·B of two RGBA pictures,
+/// rounded to 8 bits so that a PNG of it reads back exactly.
+pub fn cross_fade_clip(
+    a: &svd_inbetween::image::ImageF32,
+    b: &svd_inbetween::image::ImageF32,
+    last: usize,
+) -> Vec<svd_inbetween::image::ImageF32> {
+    (0..=last)
+        .map(|t| {
+            let w = t as f32 / last.max(1) as f32;
+            let mut f = a.clone();
+            for (v, (pa, pb)) in f.data.iter_mut().zip(a.data.iter().zip(&b.data)) {
+                *v = svd_inbetween::image::to_u8((1.0 - w) * pa + w * pb) as f32 / 255.0;
+            }
+            f
+        })
+        .collect()
 }

@@ -817,12 +817,14 @@ pub static MESSAGE_V2: OfxMessageSuiteV2 = OfxMessageSuiteV2 {
     clearPersistentMessage: Some(clearPersistentMessage),
 };
 
-unsafe extern "C" fn progressStartV1(h: *mut c_void, _label: *const c_char) -> OfxStatus {
-    unsafe { &*(h as *const EffectObj) }
+unsafe extern "C" fn progressStartV1(h: *mut c_void, label: *const c_char) -> OfxStatus {
+    let label = unsafe { name(label) };
+    let mut log = unsafe { &*(h as *const EffectObj) }
         .progress
         .lock()
-        .unwrap()
-        .starts += 1;
+        .unwrap();
+    log.starts += 1;
+    log.labels.push(label);
     OK
 }
 unsafe extern "C" fn progressStartV2(

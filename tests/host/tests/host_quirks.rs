@@ -252,7 +252,7 @@ fn choice_labels_are_stable() {
         // SAFETY: the descriptor owns its params.
         unsafe { &*p }.props.get_strs("OfxParamPropChoiceOption")
     };
-    let want: [(&str, &[&str]); 7] = [
+    let want: [(&str, &[&str]); 8] = [
         (
             "mode",
             &[
@@ -277,6 +277,10 @@ fn choice_labels_are_stable() {
                 "Normal (one UNet run per step)",
                 "Low (two half-batch runs per step)",
             ],
+        ),
+        (
+            "keyframeSource",
+            &["Keyframe A and B", "Every N frames", "List"],
         ),
     ];
     for (name, labels) in want {

@@ -2,7 +2,9 @@
 //! a clip whose frame 0 is keyframe A and frame N is keyframe B, the effect applied in the General context.
 //!
 //!   ofx-demo --from A.png --to B.png --length N --out DIR [--mode generative|blend] [--models DIR]
-//!            [--cache DIR] [--frames a..b] [--param name=value]... [--ofx PATH] [--sheet FILE]
+//!            [--cache DIR] [--frames a..b[,c..d]...] [--param name=value]... [--ofx PATH] [--sheet FILE]
+//!   ofx-demo --clip PATTERN_OR_DIR --out DIR ...   (a whole clip: a numbered PNG sequence, each frame at its
+//!            number, the clip's frame range its first to last; choose keyframes with --param keyframeSource=…)
 //!
 //! Writes DIR/frame_NNNN.png for every rendered frame (keyframes included, passed through), and
 //! DIR/generations.txt with the number of generations this process ran (0 when served from the cache).
@@ -21,7 +23,9 @@ struct Args {
     mode: i32,
     models: Option<String>,
     cache: Option<String>,
-    frames: Option<(i64, i64)>,
+    /// Frame ranges to render, in order (a render-farm chunk may be several).
+    frames: Option<Vec<(i64, i64)>>,
+    clip: Option<PathBuf>,
     params: Vec<(String, String)>,
     sheet: Option<PathBuf>,
 }
@@ -37,6 +41,7 @@ fn parse() -> Result<Args, String> {
         models: None,
         cache: None,
         frames: None,
+        clip: None,
         params: vec![],
         sheet: None,
     };
@@ -56,11 +61,8 @@ fn parse() -> Result<Args, String> {
             }
             "--models" => a.models = Some(v()?),
             "--cache" => a.cache = Some(v()?),
-            "--frames" => {
-                let s = v()?;
-                let (x, y) = s.split_once("..").ok_or("--frames wants a..b")?;
-                a.frames = Some((x.parse().map_err(|_| "bad --frames")?, y.parse().map_err(|_| "bad --frames")?));
-            }
+            "--frames" => a.frames = Some(parse_ranges(&v()?)?),
+            "--clip" => a.clip = Some(v()?.into()),
             "--param" => {
                 let s = v()?;
                 let (n, val) = s.split_once('=').ok_or("--param wants name=value")?;
@@ -68,14 +70,62 @@ fn parse() -> Result<Args, String> {
             }
             "--ofx" => unsafe { std::env::set_var("SVD_INBETWEEN_OFX", v()?) },
             "--sheet" => a.sheet = Some(v()?.into()),
-            "-h" | "--help" => return Err("usage: ofx-demo --from A.png --to B.png --length N --out DIR [--mode generative|blend] [--models DIR] [--cache DIR] [--frames a..b] [--param name=value] [--ofx PATH] [--sheet FILE]".into()),
+            "-h" | "--help" => return Err("usage: ofx-demo (--from A.png --to B.png --length N | --clip PATTERN_OR_DIR) --out DIR [--mode generative|blend] [--models DIR] [--cache DIR] [--frames a..b[,c..d]] [--param name=value] [--ofx PATH] [--sheet FILE]".into()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if a.length < 2 {
+    if a.clip.is_none() && a.length < 2 {
         return Err("--length must be at least 2".into());
     }
     Ok(a)
+}
+
+/// `a..b[,c..d]...` (inclusive ranges).
+fn parse_ranges(s: &str) -> Result<Vec<(i64, i64)>, String> {
+    s.split(',')
+        .map(|r| {
+            let (x, y) = r.split_once("..").ok_or("--frames wants a..b[,c..d]")?;
+            Ok((
+                x.trim().parse().map_err(|_| "bad --frames")?,
+                y.trim().parse().map_err(|_| "bad --frames")?,
+            ))
+        })
+        .collect()
+}
+
+/// A clip from a numbered PNG sequence: the Source clip holds each frame at its number.
+fn clip_instance(
+    p: &'static Plugin,
+    input: &std::path::Path,
+) -> Result<(Instance, i32, i32, (i64, i64)), String> {
+    let seq = svd_inbetween::image_sequence::ImageSequence::open(input)?;
+    let (first, last) = (seq.first(), seq.last());
+    let mut inst = None;
+    let mut size = (0, 0);
+    for (&n, path) in &seq.frames {
+        let img = ImageF32::read_png(path)
+            .map_err(|e| e.to_string())?
+            .to_channels(4)
+            .map_err(|e| e.to_string())?;
+        let inst = inst.get_or_insert_with(|| {
+            size = (img.width as i32, img.height as i32);
+            p.instance("OfxImageEffectContextGeneral", size.0, size.1, last as f64)
+        });
+        if (img.width as i32, img.height as i32) != size {
+            return Err(format!(
+                "{}: the clip's frames must have one size",
+                path.display()
+            ));
+        }
+        inst.add_frame(
+            "Source",
+            n,
+            host_image_from_rgba(&img, Depth::Float, 4, false),
+        );
+    }
+    let inst = inst.expect("a sequence has frames");
+    inst.set_frame_range("Source", first as f64, last as f64);
+    Ok((inst, size.0, size.1, (first, last)))
 }
 
 fn main() -> ExitCode {
@@ -90,37 +140,16 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let a = parse()?;
-    let ka = ImageF32::read_png(&a.from)
-        .map_err(|e| e.to_string())?
-        .to_channels(4)
-        .map_err(|e| e.to_string())?;
-    let kb = ImageF32::read_png(&a.to)
-        .map_err(|e| e.to_string())?
-        .to_channels(4)
-        .map_err(|e| e.to_string())?;
-    if (ka.width, ka.height) != (kb.width, kb.height) {
-        return Err("keyframes must have the same size".into());
-    }
-    let (w, h) = (ka.width as i32, ka.height as i32);
     let p = plugin();
     eprintln!("loaded {} from {}", p.id(), p.path.display());
-    let inst = p.instance("OfxImageEffectContextGeneral", w, h, a.length as f64);
-    let img_a = host_image_from_rgba(&ka, Depth::Float, 4, false);
-    let img_b = host_image_from_rgba(&kb, Depth::Float, 4, false);
-    for t in 0..=a.length {
-        inst.add_frame(
-            "Source",
-            t,
-            if t < a.length {
-                img_a.clone()
-            } else {
-                img_b.clone()
-            },
-        );
-    }
+    let (inst, w, h, (first, last)) = match &a.clip {
+        Some(clip) => clip_instance(p, clip)?,
+        None => {
+            let (inst, w, h) = pair_instance(p, &a)?;
+            (inst, w, h, (0, a.length))
+        }
+    };
     inst.set_int("mode", a.mode);
-    inst.set_int("keyframeA", 0);
-    inst.set_int("keyframeB", a.length as i32);
     if let Some(m) = &a.models {
         inst.set_string("modelsFolder", m);
     }
@@ -128,7 +157,9 @@ fn run() -> Result<(), String> {
         inst.set_string("cacheFolder", c);
     }
     for (n, v) in &a.params {
-        if let Ok(i) = v.parse::<i32>() {
+        if inst.param_kind(n).as_deref() == Some("OfxParamTypeString") {
+            inst.set_string(n, v);
+        } else if let Ok(i) = v.parse::<i32>() {
             inst.set_int(n, i);
         } else if let Ok(d) = v.parse::<f64>() {
             inst.set_double(n, d);
@@ -137,9 +168,9 @@ fn run() -> Result<(), String> {
         }
     }
     std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
-    let (f0, f1) = a.frames.unwrap_or((0, a.length));
+    let ranges = a.frames.clone().unwrap_or(vec![(first, last)]);
     let mut rendered = Vec::new();
-    for t in f0..=f1 {
+    for t in ranges.into_iter().flat_map(|(f0, f1)| f0..=f1) {
         let (_, identity) = inst.is_identity(t as f64);
         let img = if let Some((clip, time)) = &identity {
             host_image_to_rgba(&inst.clip(clip).frames.lock().unwrap()[&(*time as i64)])
@@ -188,6 +219,39 @@ fn run() -> Result<(), String> {
         a.out.display()
     );
     Ok(())
+}
+
+/// The classic demo clip: frame 0 is keyframe A, frames 1..N−1 copies of it, frame N keyframe B, A/B set.
+fn pair_instance(p: &'static Plugin, a: &Args) -> Result<(Instance, i32, i32), String> {
+    let ka = ImageF32::read_png(&a.from)
+        .map_err(|e| e.to_string())?
+        .to_channels(4)
+        .map_err(|e| e.to_string())?;
+    let kb = ImageF32::read_png(&a.to)
+        .map_err(|e| e.to_string())?
+        .to_channels(4)
+        .map_err(|e| e.to_string())?;
+    if (ka.width, ka.height) != (kb.width, kb.height) {
+        return Err("keyframes must have the same size".into());
+    }
+    let (w, h) = (ka.width as i32, ka.height as i32);
+    let inst = p.instance("OfxImageEffectContextGeneral", w, h, a.length as f64);
+    let img_a = host_image_from_rgba(&ka, Depth::Float, 4, false);
+    let img_b = host_image_from_rgba(&kb, Depth::Float, 4, false);
+    for t in 0..=a.length {
+        inst.add_frame(
+            "Source",
+            t,
+            if t < a.length {
+                img_a.clone()
+            } else {
+                img_b.clone()
+            },
+        );
+    }
+    inst.set_int("keyframeA", 0);
+    inst.set_int("keyframeB", a.length as i32);
+    Ok((inst, w, h))
 }
 
 /// All frames side by side in rows of up to 7, with a 2-pixel gap.
