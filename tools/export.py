@@ -139,9 +139,14 @@ def check_parity(name: str, got: np.ndarray, want: torch.Tensor, tol: float) -> 
     if got.shape != want.shape:
         raise ExportError(f"{name}: ONNX output shape {got.shape} != PyTorch {want.shape}")
     err = float(np.max(np.abs(got - want)))
-    rel = err / max(float(np.max(np.abs(want))), 1e-12)
-    if not err <= tol:
-        raise ExportError(f"{name}: ONNX vs PyTorch max abs {err:.3e} > {tol:.0e} (rel {rel:.3e})")
+    mag = float(np.max(np.abs(want)))
+    rel = err / max(mag, 1e-12)
+    # tol is absolute for outputs up to magnitude 1 and scales with larger ones: both sides add the same fp32 terms
+    # in different orders, and the CPU's kernels (AVX2 vs AVX-512) decide how far that moves big outputs.
+    bound = tol * max(1.0, mag)
+    if not err <= bound:
+        raise ExportError(f"{name}: ONNX vs PyTorch max abs {err:.3e} > {bound:.1e} (= {tol:.0e} x max(1, |output| "
+                          f"{mag:.3g}); rel {rel:.3e})")
     return {"max_abs": err, "max_rel": rel}
 
 

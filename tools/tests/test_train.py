@@ -133,10 +133,13 @@ def test_forward_stage_writes_folders_the_exporter_takes(smoke_svd, tmp_path):
     assert {r["stage"] for r in logged} == {"vae", "unet"}
     sf = json.loads((svd / "vae" / "config.json").read_text())["scaling_factor"]
     assert sf > 0 and sf != 0.18215  # measured on held-out clips, not the SD constant
+    # 1e-3: three steps from diffusers' init leave near-constant GroupNorm groups (zero biases, unit scales) whose
+    # normalisation amplifies fp32 rounding (tools/tiny.py); measured 1.5e-4 relative here, 6.7e-6 on a
+    # well-conditioned tiny UNet. This test is about the folders, the exporter's numerics have their own tests.
     report = export_package(svd, svd / "unet", None, tmp_path / "pkg", "fp32", CFG.frames, CFG.height, CFG.width,
-                            "smoke")
+                            "smoke", tol=1e-3)
     assert json.loads((tmp_path / "pkg" / "manifest.json").read_text())["vae_scaling_factor"] == pytest.approx(sf)
-    assert all(r["max_abs"] <= 1e-4 for r in report.values() if isinstance(r, dict))
+    assert all(r["max_rel"] <= 1e-3 for r in report.values() if isinstance(r, dict)), report
 
 
 def test_reverse_stage_on_own_footage_bf16_checkpointing_accumulation_and_resume(smoke_svd, tmp_path):
