@@ -31,13 +31,20 @@ fn python() -> PathBuf {
     p
 }
 
-/// The trained diffusers folders the embedded package was exported from (committed beside it).
+/// The tiny diffusers folders the reference runs on; regenerated (deterministic, ~2 s) when absent.
 fn tiny_source() -> PathBuf {
     let src = root().join("models/tiny/source");
-    assert!(
-        src.join("unet/config.json").exists() && src.join("reverse_unet/config.json").exists(),
-        "models/tiny/source (the package's trained diffusers folders) is missing"
-    );
+    if !src.join("unet/config.json").exists() {
+        let st = Command::new(python())
+            .args([
+                "-c",
+                "from tools.tiny import write_tiny_source; write_tiny_source('models/tiny/source')",
+            ])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
     src
 }
 

@@ -202,6 +202,22 @@ def make_baseline_package(source: Path, out: Path, kind: str) -> Path:
     return out
 
 
+def combine(dirs: list[Path], out: Path) -> int:
+    """One table from several runs' per-pair scores (pairs counted once each)."""
+    by_pair = {}
+    for d in dirs:
+        for line in (d / "scores.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            by_pair[row["pair"]] = row
+    methods = [m for m in METHODS if all(m in r for r in by_pair.values())]
+    table = {m: summarise([r[m] for r in by_pair.values()]) for m in methods}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"pairs": len(by_pair), "pair_ids": sorted(by_pair),
+                                                   "from": [str(d) for d in dirs], "methods": table}, indent=2))
+    print(json.dumps(table, indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--package", type=Path, default=Path("models/tiny"))
@@ -213,7 +229,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=42, help="generation seed (the same for every pair and method)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--sheets", type=int, default=6, help="contact sheets for the first N pairs")
+    ap.add_argument("--baselines", type=Path, help="folder for the baseline packages (default: OUT)")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
+                    help="only summarise the scores.jsonl of these earlier runs (e.g. split across processes) into OUT")
     a = ap.parse_args(argv)
+    if a.combine:
+        return combine(a.combine, a.out)
     source = a.source or a.package / "source"
     man = json.loads((a.package / "manifest.json").read_text())
     nf, h, w = man["num_frames"], man["height"], man["width"]
@@ -222,7 +243,7 @@ def main(argv=None) -> int:
     pkgs = {"gi": a.package}
     for kind in ("gi-noft", "trf"):
         if kind in a.methods:
-            pkgs[kind] = make_baseline_package(source, a.out / f"pkg-{kind}", kind)
+            pkgs[kind] = make_baseline_package(source, (a.baselines or a.out) / f"pkg-{kind}", kind)
     results = {m: [] for m in a.methods}
     timing = {m: 0.0 for m in a.methods}
     for k in range(a.first, a.first + a.pairs):
