@@ -326,18 +326,19 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
         .collect();
     // Keys first (two model-size keyframes in memory at a time, however long the sequence), so the progress bar
     // knows how many generations are left; the keyframes are fitted again when their interval is generated.
+    let model_frame = |k: FrameNumber| {
+        Ok(model_keyframe(
+            &read_frame(&seq, k)?,
+            transfer,
+            fit,
+            m.width,
+            m.height,
+        ))
+    };
     let mut pair = KeyframePair::default();
     let mut cache_keys = Vec::with_capacity(spans.len());
     for &(ka, kb) in &spans {
-        let (from, to) = pair.load(ka, kb, |k| {
-            Ok(model_keyframe(
-                &read_frame(&seq, k)?,
-                transfer,
-                fit,
-                m.width,
-                m.height,
-            ))
-        })?;
+        let (from, to) = pair.load(ka, kb, model_frame)?;
         cache_keys.push(interval_key(&engine, from, to, &params));
     }
     let planned = cache_keys
@@ -377,15 +378,7 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
         let label = format!("{} ({}/{})", interval_label((ka, kb)), i + 1, spans.len());
         let t0 = Instant::now();
         let mut generated = false;
-        let (from, to) = pair.load(ka, kb, |k| {
-            Ok(model_keyframe(
-                &read_frame(&seq, k)?,
-                transfer,
-                fit,
-                m.width,
-                m.height,
-            ))
-        })?;
+        let (from, to) = pair.load(ka, kb, model_frame)?;
         let result = cache.get_or_generate(key, Some(&cache_dir), || {
             generated = true;
             meter.line(format!("{label}: generating"));
