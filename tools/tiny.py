@@ -22,33 +22,34 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def tiny_unet(num_frames: int = TINY_FRAMES) -> UNetSpatioTemporalConditionModel:
+def tiny_unet(num_frames: int = TINY_FRAMES, height: int = TINY_HEIGHT, channels=(32, 32, 32, 32),
+              heads=(2, 2, 2, 2)) -> UNetSpatioTemporalConditionModel:
     return UNetSpatioTemporalConditionModel(
-        sample_size=TINY_HEIGHT // 8,
+        sample_size=height // 8,
         in_channels=8,
         out_channels=4,
         down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
         up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
-        block_out_channels=(32, 32, 32, 32),  # GroupNorm(32) needs multiples of 32
+        block_out_channels=channels,  # GroupNorm(32) needs multiples of 32
         addition_time_embed_dim=8,
         projection_class_embeddings_input_dim=24,  # 3 micro-conditions x 8
         layers_per_block=2,
         cross_attention_dim=32,
         transformer_layers_per_block=1,
-        num_attention_heads=(2, 2, 2, 2),
+        num_attention_heads=heads,
         num_frames=num_frames,
     )
 
 
-def tiny_vae() -> AutoencoderKLTemporalDecoder:
+def tiny_vae(height: int = TINY_HEIGHT, channels=(32, 32, 32, 32)) -> AutoencoderKLTemporalDecoder:
     return AutoencoderKLTemporalDecoder(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
-        block_out_channels=(32, 32, 32, 32),
+        block_out_channels=channels,
         layers_per_block=1,
         latent_channels=4,
-        sample_size=TINY_HEIGHT,
+        sample_size=height,
         scaling_factor=0.18215,
         force_upcast=True,
     )
@@ -81,15 +82,10 @@ def scheduler_config() -> dict:
     }
 
 
-def write_tiny_source(out: Path, seed: int = TINY_SEED) -> Path:
-    """Writes an SVD-XT-layout folder plus reverse_unet/ and reverse_base/ UNet folders that differ in exactly the 32
-    reverse-motion tensors. Returns the folder."""
-    out = Path(out)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    unet, vae, clip = tiny_unet(), tiny_vae(), tiny_clip()
-    for m in (unet, vae, clip):
-        _perturb_(m, gen)
+def write_pipeline_folder(out: Path, unet, vae, clip) -> None:
+    """A diffusers StableVideoDiffusionPipeline folder (model_index.json, unet/, vae/, image_encoder/,
+    feature_extractor/, scheduler/) around the three models: what tools.export and tools.reference read."""
+    out.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(out / "unet")
     vae.save_pretrained(out / "vae")
     clip.save_pretrained(out / "image_encoder")
@@ -105,6 +101,18 @@ def write_tiny_source(out: Path, seed: int = TINY_SEED) -> Path:
         "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
         "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
     }, indent=2))
+
+
+def write_tiny_source(out: Path, seed: int = TINY_SEED) -> Path:
+    """Writes an SVD-XT-layout folder plus reverse_unet/ and reverse_base/ UNet folders that differ in exactly the 32
+    reverse-motion tensors. Returns the folder."""
+    out = Path(out)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    unet, vae, clip = tiny_unet(), tiny_vae(), tiny_clip()
+    for m in (unet, vae, clip):
+        _perturb_(m, gen)
+    write_pipeline_folder(out, unet, vae, clip)
 
     # The authors fine-tuned a 14-frame SVD UNet ("base") into a reverse-motion UNet. Mimic that: base = an
     # independent random UNet; reverse = base with the 32 tensors changed. Only the delta reaches our SVD weights.

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F_
 
 from . import gi, world
-from .tiny import CLIP_MEAN, CLIP_STD, scheduler_config
+from .tiny import CLIP_MEAN, CLIP_STD, tiny_clip, tiny_unet, tiny_vae, write_pipeline_folder
 
 # SVD's training noise distribution (EDM, as in the authors' training code)
 P_MEAN, P_STD = 0.7, 1.6
@@ -148,34 +148,18 @@ CONFIGS = {
 
 
 def new_unet(c: Config):
-    from diffusers import UNetSpatioTemporalConditionModel
-
-    return UNetSpatioTemporalConditionModel(
-        sample_size=c.height // 8, in_channels=8, out_channels=4,
-        down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
-        up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
-        block_out_channels=c.channels, addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
-        layers_per_block=2, cross_attention_dim=32, transformer_layers_per_block=1, num_attention_heads=c.heads,
-        num_frames=c.frames)
+    return tiny_unet(c.frames, c.height, c.channels, c.heads)
 
 
 def new_vae(c: Config):
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    return AutoencoderKLTemporalDecoder(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4, block_out_channels=c.vae_channels,
-        layers_per_block=1, latent_channels=4, sample_size=c.height, scaling_factor=0.18215, force_upcast=True)
+    return tiny_vae(c.height, c.vae_channels)
 
 
 def new_clip(seed: int = 20240828):
     """A fixed random CLIP vision tower of the real class (not trained: the conditioning latents carry the image;
     the embedding adds a fixed random projection of it to the cross-attention)."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
     torch.manual_seed(seed)
-    cfg = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=224, patch_size=32, projection_dim=32, hidden_act="gelu")
-    return CLIPVisionModelWithProjection(cfg).eval()
+    return tiny_clip().eval()
 
 
 class Encoders:
@@ -247,28 +231,6 @@ def lr_at(step, total, base, warmup):
         return base * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-
-def write_pipeline_folder(out: Path, unet, vae, clip):
-    from diffusers import EulerDiscreteScheduler
-    from transformers import CLIPImageProcessor
-
-    out.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(out / "unet")
-    vae.save_pretrained(out / "vae")
-    clip.save_pretrained(out / "image_encoder")
-    CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}, image_mean=CLIP_MEAN,
-                       image_std=CLIP_STD, do_normalize=True, do_resize=True, do_center_crop=True,
-                       do_rescale=True).save_pretrained(out / "feature_extractor")
-    EulerDiscreteScheduler.from_config(scheduler_config()).save_pretrained(out / "scheduler")
-    (out / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableVideoDiffusionPipeline", "_diffusers_version": "0.42.1",
-        "feature_extractor": ["transformers", "CLIPImageProcessor"],
-        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
-        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-        "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
-        "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
-    }, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------- forward stage
