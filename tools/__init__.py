@@ -1,1 +1,2 @@
-"""Python side of svd-inbetween: ONNX exporter, tiny random-weight models and the PyTorch reference pipeline."""
+"""Python side of svd-inbetween: ONNX exporter, tiny models (random for tests, trained for the demo), the PyTorch
+reference pipeline, training and evaluation."""

@@ -203,12 +203,13 @@ def make_baseline_package(source: Path, out: Path, kind: str) -> Path:
 
 
 def combine(dirs: list[Path], out: Path) -> int:
-    """One table from several runs' per-pair scores (pairs counted once each)."""
+    """One table from several runs' per-pair scores: pairs counted once each, and a pair's methods may come from
+    different runs (e.g. the baselines on one core while the fine-tune still trains, ours later on the other)."""
     by_pair = {}
     for d in dirs:
         for line in (d / "scores.jsonl").read_text().splitlines():
             row = json.loads(line)
-            by_pair[row["pair"]] = row
+            by_pair.setdefault(row["pair"], {}).update(row)
     methods = [m for m in METHODS if all(m in r for r in by_pair.values())]
     table = {m: summarise([r[m] for r in by_pair.values()]) for m in methods}
     out.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--first", type=int, default=0, help="first pair index (to split the work across processes)")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seed", type=int, default=42, help="generation seed (the same for every pair and method)")
+    ap.add_argument("--split", choices=["evaluation", "validation"], default="evaluation",
+                    help="which held-out seeds: the evaluation's (the reported tables) or the validation range "
+                         "(checks while developing a model; never the evaluation seeds)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--sheets", type=int, default=6, help="contact sheets for the first N pairs")
     ap.add_argument("--baselines", type=Path, help="folder for the baseline packages (default: OUT)")
@@ -247,7 +251,7 @@ def main(argv=None) -> int:
     results = {m: [] for m in a.methods}
     timing = {m: 0.0 for m in a.methods}
     for k in range(a.first, a.first + a.pairs):
-        seed = world.EVAL_SEED_BASE + k
+        seed = (world.EVAL_SEED_BASE if a.split == "evaluation" else world.VALIDATION_SEED_BASE) + k
         clip = world.make_clip(seed, nf, h, w)
         pdir = a.out / "pairs" / f"{k:04d}"
         pdir.mkdir(parents=True, exist_ok=True)
@@ -280,7 +284,7 @@ def main(argv=None) -> int:
         print(f"pair {k}: " + "  ".join(f"{m} track {np.mean(results[m][-1]['track'] or [np.nan]):.2f}"
                                          for m in a.methods), file=sys.stderr, flush=True)
     table = {m: summarise(results[m]) | {"seconds_per_pair": timing[m] / max(1, a.pairs)} for m in a.methods}
-    (a.out / "summary.json").write_text(json.dumps({"pairs": a.pairs, "first": a.first, "seed": a.seed,
+    (a.out / "summary.json").write_text(json.dumps({"pairs": a.pairs, "first": a.first, "seed": a.seed, "split": a.split,
                                                      "package": str(a.package), "methods": table}, indent=2))
     print(json.dumps(table, indent=2))
     return 0

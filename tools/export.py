@@ -357,6 +357,7 @@ def main(argv=None) -> int:
                     help="UNet batch: 4 = both directions with CFG in one call (default, fastest to load), "
                          "2 = low-memory k=1 graph, dynamic = either (slow to open)")
     ap.add_argument("--tiny", action="store_true", help="write and export random-weight tiny models")
+    ap.add_argument("--name", help="the package's name in its manifest (default: the --svd folder's name)")
     a = ap.parse_args(argv)
     try:
         if a.tiny:
@@ -367,7 +368,7 @@ def main(argv=None) -> int:
             if not (a.svd and a.reverse_unet):
                 raise ExportError("--svd and --reverse-unet are required (or --tiny)")
             report = export_package(a.svd, a.reverse_unet, a.reverse_base, a.out, a.dtype, a.frames, a.height,
-                                    a.width, a.svd.name, unet_batch=a.unet_batch)
+                                    a.width, a.name or a.svd.name, unet_batch=a.unet_batch)
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2

@@ -134,9 +134,15 @@ class Config:
     frames: int = 7
     height: int = 64
     width: int = 128
-    channels: tuple = (32, 32, 32, 32)
+    # GroupNorm has 32 groups everywhere in these classes (hard-coded in the temporal decoder and the UNet's output
+    # norm) and normalises each group over all pixels of a frame. With one or two channels a group it removes a
+    # frame's absolute level: the autoencoder's last norms (the encoder's before the latent, the decoder's before the
+    # RGB output) then cannot carry a flat background's colour (measured: every reconstruction got the same grey-green
+    # background at 32 and at 64 channels). Three channels a group at full resolution and four at the latent's
+    # resolution keep it; the UNet's deepest levels (2×4 and 1×2 latent pixels a frame) get two a group.
+    channels: tuple = (32, 32, 64, 64)
     heads: tuple = (2, 2, 2, 2)
-    vae_channels: tuple = (32, 32, 64, 64)
+    vae_channels: tuple = (96, 64, 64, 128)
 
 
 CONFIGS = {
@@ -234,8 +240,27 @@ def lr_at(step, total, base, warmup):
 
 
 # ---------------------------------------------------------------------------------------------- forward stage
+def init_posterior_std_(vae, logvar: float) -> None:
+    """Starts the encoder's posterior narrow (log-variance `logvar`), as a trained SD autoencoder has it. At diffusers'
+    default init the sampled latent is nearly pure noise (measured on the tiny VAE: latent means with std 0.25 against
+    a posterior std of 1.1), so the decoder can only learn the mean picture and the loss stalls until the encoder
+    slowly shrinks its variance — the plateau of the first run (docs/QUALITY.md)."""
+    conv = vae.quant_conv if getattr(vae, "quant_conv", None) is not None else vae.encoder.conv_out
+    lc = conv.out_channels // 2
+    with torch.no_grad():
+        conv.bias[lc:] = logvar
+
+
+def autocast(a):
+    """bf16 autocast on the CPU (fp32 master weights): faster steps on CPUs with AVX512-BF16/AMX (measured here, one
+    core: a VAE step 2.2-2.6 s against 3.3-4.7 s, the encoder 1.7 s against 5.3 s); `--autocast no` keeps fp32."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16")
+
+
 def train_vae(a, cfg: Config, run: Run, data):
     vae = new_vae(cfg)
+    if a.vae_logvar_init is not None:
+        init_posterior_std_(vae, a.vae_logvar_init)
     opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, weight_decay=0.0)
     start = 0
     st = run.latest("vae")
@@ -250,11 +275,12 @@ def train_vae(a, cfg: Config, run: Run, data):
         flat = x.flatten(0, 1)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a.vae_steps, a.vae_lr, 50)
-        dist = vae.encode(flat).latent_dist
-        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)
-        rec = vae.decode(z, num_frames=x.shape[1]).sample
+        with autocast(a):
+            dist = vae.encode(flat).latent_dist
+            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)
+            rec = vae.decode(z, num_frames=x.shape[1]).sample.float()
         mse = F_.mse_loss(rec, flat)
-        kl = dist.kl().mean() / z[0].numel()
+        kl = dist.kl().float().mean() / z[0].numel()
         loss = reconstruction_loss(rec, flat, a.vae_saturated_weight) + a.vae_kl * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -320,7 +346,8 @@ def decoder(a) -> int:
         with torch.no_grad():
             dist = vae.encode(flat).latent_dist
             z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)
-        rec = vae.decode(z, num_frames=x.shape[1]).sample
+        with autocast(a):
+            rec = vae.decode(z, num_frames=x.shape[1]).sample.float()
         loss = reconstruction_loss(rec, flat, a.saturated_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -333,6 +360,67 @@ def decoder(a) -> int:
             run.save("decoder", step + 1, {"model": vae.decoder.state_dict(), "opt": opt.state_dict(),
                                            "step": step + 1})
             vae.save_pretrained(Path(a.out) / "vae")
+    return 0
+
+
+@torch.no_grad()
+def encode_clips(enc, x, buckets, gen, precision) -> dict:
+    """What a UNet step needs of B clips (B,F,3,H,W), all from the frozen encoders: every frame's posterior (mean,
+    std; unscaled), the conditioning latent (VAE mode of the first frame noise-augmented at a drawn strength: 0.02
+    for half the clips, uniform in [0, 0.1] for the rest), the first frame's CLIP embedding, the strength and the
+    motion bucket."""
+    b, f = x.shape[:2]
+    strength = torch.where(torch.rand(b, generator=gen) < 0.5, torch.full((b,), NOISE_AUG),
+                           torch.rand(b, generator=gen) * 0.1)
+    aug = torch.randn(x[:, 0].shape, generator=gen)
+    with precision:
+        dist = enc.vae.encode(x.flatten(0, 1).to(enc.vae.dtype)).latent_dist
+        cond = enc.cond_latent(x[:, 0], aug, strength)
+    return {"mean": dist.mean.float().unflatten(0, (b, f)), "std": dist.std.float().unflatten(0, (b, f)),
+            "cond": cond.float(), "emb": enc.embed(x[:, 0]), "strength": strength, "bucket": buckets.float()}
+
+
+class LatentPool:
+    """Clips encoded once by the frozen encoders (`python -m tools.train encode`), shards of encode_clips' output.
+    On a CPU the encoder costs as much as a UNet step (measured: 1.7 s for the 112 frames of a 16-clip batch, bf16),
+    so the UNet draws its batches from a pool and sees each clip a few times instead; the posterior is re-sampled at
+    every draw. The batch of step s is a function of (seed, s), so a resumed run sees the same clips."""
+
+    def __init__(self, root: Path, seed: int):
+        shards = sorted(Path(root).glob("pool-*.pt"))
+        if not shards:
+            raise SystemExit(f"train: {root} holds no pool-*.pt shards (write them with `python -m tools.train encode`)")
+        parts = [torch.load(p, weights_only=True) for p in shards]
+        self.t = {k: torch.cat([p[k] for p in parts]).float() for k in parts[0]}  # stored as bf16
+        self.n, self.seed = len(self.t["mean"]), seed
+        print(f"train: latent pool of {self.n} clips from {len(shards)} shards", file=sys.stderr)
+
+    def batch(self, step: int, size: int) -> dict:
+        idx = torch.from_numpy(np.random.default_rng([self.seed, step]).choice(self.n, size, replace=False))
+        return {k: v[idx] for k, v in self.t.items()}
+
+
+def encode(a) -> int:
+    """Writes pool shards of `--chunk` world clips each (seeds 5·10⁶ + i: the UNet's block, never the VAE's), clips
+    [first, first + count); existing shards are kept, so an interrupted run resumes and processes can split ranges."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.set_num_threads(a.threads)
+    vae = AutoencoderKLTemporalDecoder.from_pretrained(a.vae, torch_dtype=torch.float32).eval().requires_grad_(False)
+    enc = Encoders(vae, new_clip())
+    data = WorldData(a.frames, a.height, a.width, seed_offset=5_000_000)
+    a.out.mkdir(parents=True, exist_ok=True)
+    for chunk in range(a.first // a.chunk, (a.first + a.count) // a.chunk):
+        path = a.out / f"pool-{chunk * a.chunk:08d}.pt"
+        if path.exists():
+            continue
+        x, buckets = data.batch(chunk, a.chunk)
+        gen = torch.Generator().manual_seed(a.seed * 5_000_011 + chunk)
+        e = encode_clips(enc, x, buckets, gen, autocast(a))
+        e = {k: v.to(torch.bfloat16) if k in ("mean", "std", "cond") else v for k, v in e.items()}
+        torch.save(e, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+        print(f"encode: {path.name}", file=sys.stderr, flush=True)
     return 0
 
 
@@ -356,26 +444,29 @@ def forward(a) -> int:
         print(f"train: resuming the UNet at step {start}", file=sys.stderr)
     gen = torch.Generator()
     b = a.batch
+    pool = LatentPool(a.latent_pool, a.seed) if a.latent_pool else None
+    sf = vae.config.scaling_factor
     for step in range(start, a.unet_steps):
         gen.manual_seed(a.seed * 7_000_003 + step)
-        # the UNet sees other clips than the VAE did (a second seed block)
-        x, buckets = data.batch(step + 5_000_000 // max(1, b), b)
-        latents = enc.clip_latents(x, gen)
-        strength = torch.where(torch.rand(b, generator=gen) < 0.5, torch.full((b,), NOISE_AUG),
-                               torch.rand(b, generator=gen) * 0.1)
-        cond = enc.cond_latent(x[:, 0], torch.randn(x[:, 0].shape, generator=gen), strength)
-        emb = enc.embed(x[:, 0])
+        if pool:
+            e = pool.batch(step, b)
+        else:  # the UNet sees other clips than the VAE did (a second seed block)
+            x, buckets = data.batch(step + 5_000_000 // max(1, b), b)
+            e = encode_clips(enc, x, buckets, gen, autocast(a))
+        latents = (e["mean"] + e["std"] * torch.randn(e["mean"].shape, generator=gen)) * sf
+        cond, emb, strength = e["cond"], e["emb"], e["strength"]
         # conditioning dropout, so that classifier-free guidance (zero embedding + zero latents) means something
         r = torch.rand(b, generator=gen)
         drop_both, drop_emb, drop_lat = r < a.drop, (r >= a.drop) & (r < a.drop * 1.5), (r >= a.drop * 1.5) & (r < a.drop * 2)
         emb = emb * (~(drop_both | drop_emb)).float().view(-1, 1, 1)
         cond = cond * (~(drop_both | drop_lat)).float().view(-1, 1, 1, 1)
-        ids = torch.stack([torch.full((b,), FPS_ID), buckets.float(), strength], dim=1)
+        ids = torch.stack([torch.full((b,), FPS_ID), e["bucket"], strength], dim=1)
         sigma = sample_sigmas(b, gen)
         noise = torch.randn(latents.shape, generator=gen)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a.unet_steps, a.lr, a.warmup)
-        loss, _ = denoising_loss(unet, latents, noise, sigma, cond, emb, ids)
+        with autocast(a):
+            loss, _ = denoising_loss(unet, latents, noise, sigma, cond, emb, ids)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -521,6 +612,46 @@ def reverse(a) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- autoencoder check
+def check_vae(a) -> int:
+    """The autoencoder's own round trip (encode → posterior mode → decode as a clip) of validation clips (seeds
+    world.VALIDATION_SEED_BASE…, neither trained nor evaluated on), scored with tools.evaluate's metrics: no
+    diffusion model can place a sprite better than its autoencoder draws it."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from . import evaluate
+
+    torch.set_num_threads(a.threads)
+    if a.vae.is_dir():
+        vae = AutoencoderKLTemporalDecoder.from_pretrained(a.vae, torch_dtype=torch.float32)
+    else:  # a checkpoint of `forward` (vae-*.pt) or of `decoder` (decoder-*.pt, with --base)
+        st = torch.load(a.vae, weights_only=False)
+        if a.base:
+            vae = AutoencoderKLTemporalDecoder.from_pretrained(a.base, torch_dtype=torch.float32)
+            vae.decoder.load_state_dict(st["model"])
+        else:
+            vae = new_vae(CONFIGS[a.config])
+            vae.load_state_dict(st["model"])
+    vae.eval()
+    scores, rows = [], []
+    for k in range(a.clips):
+        clip = world.make_clip(world.VALIDATION_SEED_BASE + k, a.frames, a.height, a.width)
+        x = torch.from_numpy(clip.frames.transpose(0, 3, 1, 2) * 2 - 1)
+        with torch.no_grad():
+            rec = vae.decode(vae.encode(x).latent_dist.mode(), num_frames=x.shape[0]).sample
+        rec01 = ((rec.permute(0, 2, 3, 1).numpy() + 1) / 2).clip(0, 1)
+        scores.append(evaluate.score_pair(clip, rec01))
+        if k < 4:
+            rows += [world.contact_sheet(clip.frames), world.contact_sheet(rec01)]
+    if a.sheet:  # true clips and their round trips, row by row
+        from PIL import Image
+
+        Image.fromarray(np.concatenate(rows)).save(a.sheet)
+    res = evaluate.summarise(scores)
+    print(json.dumps({"vae": str(a.vae), "clips": a.clips, **res}))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- loss plot
 def plot(a) -> int:
     """A loss-curve PNG from log.jsonl (one panel per stage, log-scale loss, a moving average), drawn with PIL."""
@@ -564,7 +695,9 @@ def main(argv=None) -> int:
     common(f)
     f.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
     f.add_argument("--vae-steps", type=int, default=400)
-    f.add_argument("--vae-batch", type=int, default=2, help="clips per VAE step (all their frames)")
+    f.add_argument("--vae-batch", type=int, default=4, help="clips per VAE step (all their frames)")
+    f.add_argument("--vae-logvar-init", type=float, default=-6.0,
+                   help="initial log-variance of the encoder's posterior (none: diffusers' init)")
     f.add_argument("--vae-lr", type=float, default=2e-3)
     f.add_argument("--vae-kl", type=float, default=1e-4)
     f.add_argument("--vae-saturated-weight", type=float, default=20.0,
@@ -575,7 +708,23 @@ def main(argv=None) -> int:
     f.add_argument("--warmup", type=int, default=100)
     f.add_argument("--ema", type=float, default=0.995, help="EMA decay of the shipped UNet weights (0: off)")
     f.add_argument("--drop", type=float, default=0.1, help="probability of dropping both conditionings")
+    f.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
+    f.add_argument("--latent-pool", type=Path, help="draw the UNet's batches from these encoded clips (see encode)")
     f.set_defaults(func=forward)
+
+    e = sub.add_parser("encode", help="encode world clips once into a latent pool for the UNet stage")
+    e.add_argument("--vae", type=Path, required=True, help="the trained VAE folder (its encoder is frozen)")
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--first", type=int, default=0)
+    e.add_argument("--count", type=int, required=True)
+    e.add_argument("--chunk", type=int, default=64, help="clips per shard")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--frames", type=int, default=7)
+    e.add_argument("--height", type=int, default=64)
+    e.add_argument("--width", type=int, default=128)
+    e.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
+    e.set_defaults(func=encode)
 
     d = sub.add_parser("decoder", help="fine-tune the VAE's temporal decoder on a frozen encoder")
     common(d)
@@ -587,6 +736,7 @@ def main(argv=None) -> int:
     d.add_argument("--frames", type=int, default=7)
     d.add_argument("--height", type=int, default=64)
     d.add_argument("--width", type=int, default=128)
+    d.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
     d.set_defaults(func=decoder)
 
     r = sub.add_parser("reverse", help="Algorithm 1: the reverse-motion fine-tune of the 32 tensors")
@@ -603,6 +753,18 @@ def main(argv=None) -> int:
     r.add_argument("--gradient-checkpointing", action="store_true")
     r.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cpu")
     r.set_defaults(func=reverse)
+
+    c = sub.add_parser("check-vae", help="score the autoencoder's round trip of validation clips")
+    c.add_argument("--vae", type=Path, required=True, help="a VAE folder, or a vae-*.pt / decoder-*.pt checkpoint")
+    c.add_argument("--base", type=Path, help="the VAE folder a decoder-*.pt checkpoint belongs to")
+    c.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
+    c.add_argument("--clips", type=int, default=16)
+    c.add_argument("--sheet", type=Path, help="PNG: the first 4 clips and their round trips")
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--frames", type=int, default=7)
+    c.add_argument("--height", type=int, default=64)
+    c.add_argument("--width", type=int, default=128)
+    c.set_defaults(func=check_vae)
 
     p = sub.add_parser("plot", help="loss curve PNG from a log.jsonl")
     p.add_argument("--log", type=Path, required=True)

@@ -1,44 +1,49 @@
 #!/usr/bin/env bash
-# Rebuilds the embedded package models/tiny from nothing: the forward stage (VAE, then UNet) and the decoder
-# fine-tune side by side (one core each), then Algorithm 1, then the export. Every stage checkpoints and resumes:
-# run it again with the same RUN folder after an interruption. The committed models/tiny/source holds the folders
-# this produced (docs/TRAINING.md says how the recorded run differed: its step counts were changed at restarts).
+# Rebuilds the embedded package models/tiny from nothing, as recorded in docs/BENCHMARKS.md ("Training run"): the
+# autoencoder, a pool of encoded clips, the UNet and the decoder fine-tune side by side (one core each), Algorithm 1,
+# then the export and the committed source folders. Every stage checkpoints and resumes: run it again with the same
+# RUN folder after an interruption.
 #   bash tools/train_tiny.sh [RUN]        (default RUN=runs/tiny; needs scripts/setup-dev.sh's venv)
+# Step counts are what fits about two hours of a 2-core CPU; override them with the environment variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup-dev.sh >/dev/null
 run="${1:-runs/tiny}"
 py="$SVD_INBETWEEN_PYTHON"
-export OMP_WAIT_POLICY=PASSIVE  # two one-thread trainers on two cores: spinning OpenMP waits cost 5x here
+export OMP_WAIT_POLICY=PASSIVE  # one-thread trainers side by side: spinning OpenMP waits cost 5x here
+VAE_STEPS="${VAE_STEPS:-1000}" POOL_CLIPS="${POOL_CLIPS:-2048}" UNET_STEPS="${UNET_STEPS:-1600}"
+DECODER_STEPS="${DECODER_STEPS:-700}" REVERSE_STEPS="${REVERSE_STEPS:-200}"
 mkdir -p "$run"
 
-# 1. VAE (its encoder fixes the latent space)
-"$py" -m tools.train forward --out "$run/fwd" --threads 1 --vae-steps 500 --vae-lr 1e-3 --unet-steps 0
-vae_dir="$run/vae"
-[ -d "$vae_dir" ] || "$py" -c "
-import sys, torch
-from tools import train
-vae = train.new_vae(train.CONFIGS['tiny'])
-vae.load_state_dict(torch.load('$run/fwd/checkpoints/vae-0000500.pt', weights_only=False)['model'])
-x, _ = train.WorldData(7, 64, 128).batch(9_000_000 // 64, 64)
-with torch.no_grad():
-    vae.register_to_config(scaling_factor=round(1.0 / float(vae.eval().encode(x.flatten(0, 1)).latent_dist.mean.std()), 5))
-vae.save_pretrained('$vae_dir')"
+# 1. the autoencoder (its encoder fixes the latent space); --unet-steps 0 writes $run/fwd/svd/vae with its scale
+"$py" -m tools.train forward --out "$run/fwd" --threads 2 --autocast bf16 --vae-steps "$VAE_STEPS" --vae-batch 1 \
+  --vae-lr 5e-4 --unet-steps 0 --checkpoint-every 100
+rm -rf "$run/vae" && cp -r "$run/fwd/svd/vae" "$run/vae"
 
-# 2. UNet on the frozen encoder's latents, and the decoder on the other core
-"$py" -m tools.train decoder --vae "$vae_dir" --out "$run/dec" --threads 1 --steps 1500 --batch 2 --lr 5e-4 &
+# 2. the pool of encoded clips, split over both cores
+half=$((POOL_CLIPS / 2))
+"$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first 0 --count "$half" --autocast bf16 &
+enc=$!
+"$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first "$half" --count "$half" --autocast bf16
+wait "$enc"
+
+# 3. the UNet on the pool, and the decoder (frozen encoder: the latent space does not move) on the other core
+"$py" -m tools.train decoder --vae "$run/vae" --out "$run/dec" --threads 1 --autocast bf16 --steps "$DECODER_STEPS" \
+  --batch 2 --lr 5e-4 --checkpoint-every 100 &
 dec=$!
-"$py" -m tools.train forward --out "$run/fwd" --threads 1 --vae-steps 500 --vae-lr 1e-3 --unet-steps 700 \
-  --batch 16 --lr 6e-4 --checkpoint-every 50
+"$py" -m tools.train forward --out "$run/fwd" --threads 1 --autocast bf16 --vae-steps "$VAE_STEPS" --vae-batch 1 \
+  --vae-lr 5e-4 --unet-steps "$UNET_STEPS" --batch 16 --lr 8e-4 --checkpoint-every 100 --latent-pool "$run/pool"
 wait "$dec"
 
-# 3. the forward folder with the fine-tuned decoder, then Algorithm 1 on it
-rm -rf "$run/tiny-trained" && cp -r "$run/fwd/svd" "$run/tiny-trained" && rm -rf "$run/tiny-trained/vae" && cp -r "$run/dec/vae" "$run/tiny-trained/vae"
-"$py" -m tools.train reverse --svd "$run/tiny-trained" --out "$run/rev" --threads 2 --steps 300 --batch 8 --lr 5e-4 \
-  --checkpoint-every 50
+# 4. the forward folder with the fine-tuned decoder, then Algorithm 1 on it
+rm -rf "$run/tiny-trained" && cp -r "$run/fwd/svd" "$run/tiny-trained" && rm -rf "$run/tiny-trained/vae"
+cp -r "$run/dec/vae" "$run/tiny-trained/vae"
+"$py" -m tools.train reverse --svd "$run/tiny-trained" --out "$run/rev" --threads 2 --steps "$REVERSE_STEPS" --batch 8 \
+  --lr 5e-4 --checkpoint-every 50
 
-# 4. package + committed source
+# 5. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
+#    are taken as they are)
 "$py" -m tools.export --svd "$run/tiny-trained" --reverse-unet "$run/rev/unet" --out models/tiny --frames 7 --height 64 \
-  --width 128 >/dev/null
+  --width 128 --name tiny-world >/dev/null
 rm -rf models/tiny/source && cp -r "$run/tiny-trained" models/tiny/source && cp -r "$run/rev/unet" models/tiny/source/reverse_unet
 echo "models/tiny rebuilt from $run"

@@ -3,6 +3,7 @@ forward stage writes folders the exporter takes, the reverse stage (Algorithm 1)
 runs on a folder of the user's own frames with bf16 autocast, gradient checkpointing and accumulation, and resumes."""
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -182,3 +183,42 @@ def test_training_seeds_never_reach_the_evaluation_range():
     data = train.WorldData(7, 64, 128, seed_offset=0)
     with pytest.raises(AssertionError, match="evaluation range"):
         data.batch(world.EVAL_SEED_BASE // 16, 16)
+
+
+def test_autoencoder_starts_with_a_narrow_posterior():
+    """At diffusers' init the sampled latent is mostly noise (posterior std ≈ 1 against means of ≈ 0.25); the trainer
+    starts the log-variance at --vae-logvar-init instead."""
+    torch.manual_seed(0)
+    x = torch.from_numpy(world.batch([21], CFG.frames, CFG.height, CFG.width)[0])
+    vae = train.new_vae(CFG)
+    assert float(vae.encode(x).latent_dist.std.mean()) > 0.5
+    train.init_posterior_std_(vae, -6.0)
+    dist = vae.encode(x).latent_dist
+    assert float(dist.std.max()) < 0.2 and float(dist.mean.std()) > 0.1
+
+
+def test_unet_stage_trains_from_a_latent_pool_and_resumes(smoke_svd, tmp_path):
+    """`encode` writes shards of the frozen encoders' output (resumable: existing shards are kept); `forward
+    --latent-pool` draws its batches from them, the same batch for the same step."""
+    pool = tmp_path / "pool"
+    args = ["encode", "--vae", str(smoke_svd / "svd" / "vae"), "--out", str(pool), "--count", "4", "--chunk", "2",
+            "--frames", str(CFG.frames), "--height", str(CFG.height), "--width", str(CFG.width)]
+    assert train.main(args) == 0
+    shards = sorted(p.name for p in pool.glob("pool-*.pt"))
+    assert shards == ["pool-00000000.pt", "pool-00000002.pt"]
+    stamp = (pool / shards[0]).stat().st_mtime_ns
+    assert train.main(args) == 0 and (pool / shards[0]).stat().st_mtime_ns == stamp
+    p = train.LatentPool(pool, seed=0)
+    assert p.n == 4 and p.t["mean"].shape == (4, CFG.frames, 4, CFG.height // 8, CFG.width // 8)
+    assert p.t["cond"].shape == (4, 4, CFG.height // 8, CFG.width // 8) and p.t["emb"].shape == (4, 1, 32)
+    assert torch.equal(p.batch(5, 2)["mean"], p.batch(5, 2)["mean"])
+    assert float(p.t["std"].max()) < float(p.t["mean"].abs().max())  # a trained-style narrow posterior
+    run = tmp_path / "fwd"
+    shutil.copytree(smoke_svd, run)  # the fixture's folders stay as the other tests expect them
+    fwd = ["forward", "--out", str(run), "--config", "smoke", "--vae-steps", "3", "--batch", "2",
+           "--vae-batch", "1", "--checkpoint-every", "2", "--threads", "1", "--latent-pool", str(pool)]
+    assert train.main(fwd + ["--unet-steps", "5"]) == 0  # resumes the fixture's UNet at step 3
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()
+             if json.loads(line)["stage"] == "unet"]
+    assert steps == [0, 2, 4], steps  # logged every 10th and the last step of each run
+    assert sorted(p.name for p in (run / "checkpoints").glob("unet-*.pt"))[-1] == "unet-0000005.pt"

@@ -1,0 +1,60 @@
+"""The quality metrics (tools.evaluate) on cases whose answers are known: the truth scores perfectly, a copy of
+keyframe A misses every moving sprite's track, frame blend ghosts, a reversed clip goes back and forth, and split runs
+combine into one table."""
+import json
+
+import numpy as np
+import pytest
+
+from tools import evaluate, world
+
+SEED = world.VALIDATION_SEED_BASE + 7  # a development seed, never the evaluation range
+
+
+@pytest.fixture(scope="module")
+def clip():
+    c = world.make_clip(SEED)
+    assert c.visible[:, 1:-1].min() >= evaluate.MIN_VISIBLE, "pick a seed whose sprites stay in view"
+    return c
+
+
+def test_the_truth_scores_perfectly(clip):
+    s = evaluate.summarise([evaluate.score_pair(clip, clip.frames)])
+    assert s["psnr_db"] == 99.0 and s["ssim"] == pytest.approx(1.0)
+    assert s["track_error"] < 0.02 and s["ghosting_rate"] == 0.0 and s["back_and_forth_rate"] == 0.0
+    assert s["track_error_n"] == len(clip.sprites) * (clip.frames.shape[0] - 2)
+
+
+def test_holding_keyframe_a_misses_the_track_by_the_distance_travelled(clip):
+    held = np.repeat(clip.frames[:1], clip.frames.shape[0], axis=0)
+    per = evaluate.score_pair(clip, held)["track"]
+    nf = clip.frames.shape[0]
+    for k, s in enumerate(clip.sprites):
+        disp = np.linalg.norm(s.pos[-1] - s.pos[0])
+        for j, i in enumerate(range(1, nf - 1)):
+            want = min(1.0, np.linalg.norm(s.pos[0] - s.pos[i]) / disp)
+            assert per[k * (nf - 2) + j] == pytest.approx(want, abs=0.03)
+
+
+def test_frame_blend_ghosts_and_a_reversed_clip_goes_back_and_forth(clip):
+    nf = clip.frames.shape[0]
+    blend = evaluate.blend(clip.frames[0], clip.frames[-1], nf)
+    ghost = evaluate.score_pair(clip, blend)["ghost"]
+    # the middle in-between holds every sprite at half opacity: never one blob of its colour
+    assert all(ghost[k * (nf - 2) + nf // 2 - 1] for k in range(len(clip.sprites))), ghost
+    rev = clip.frames[::-1].copy()
+    rev[0], rev[-1] = clip.frames[0], clip.frames[-1]  # right keyframes, the in-betweens run backwards
+    assert evaluate.summarise([evaluate.score_pair(clip, rev)])["back_and_forth_rate"] > 0.3
+
+
+def test_split_runs_combine_per_pair(tmp_path, clip):
+    good = evaluate.score_pair(clip, clip.frames)
+    bad = evaluate.score_pair(clip, evaluate.blend(clip.frames[0], clip.frames[-1], clip.frames.shape[0]))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "scores.jsonl").write_text(json.dumps({"pair": 0, "seed": SEED, "blend": bad}) + "\n")
+    (tmp_path / "b" / "scores.jsonl").write_text(json.dumps({"pair": 0, "seed": SEED, "gi": good}) + "\n")
+    assert evaluate.combine([tmp_path / "a", tmp_path / "b"], tmp_path / "all") == 0
+    table = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert table["pairs"] == 1 and set(table["methods"]) == {"gi", "blend"}
+    assert table["methods"]["gi"]["ghosting_rate"] == 0.0 and table["methods"]["blend"]["ghosting_rate"] > 0.2
