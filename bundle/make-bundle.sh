@@ -4,7 +4,7 @@
 #     Info.plist
 #     Linux-x86-64/SvdInbetween.ofx                 the plugin (our cdylib)
 #     Linux-x86-64/lib/libonnxruntime.so.1.31.1     ONNX Runtime (+ its provider libraries), found by the plugin
-#     Resources/models/tiny/                        the embedded demo models (random weights; for testing)
+#     Resources/models/tiny/                        the embedded demo model (tiny, trained on a procedural sprite world)
 #
 # usage: bundle/make-bundle.sh [--release] [--ort-dir DIR] [--no-models]
 #   --ort-dir DIR  folder holding libonnxruntime.so.1.31.1 (default: the folder of $SVD_INBETWEEN_ORT_LIB, set by

@@ -31,20 +31,14 @@ fn python() -> PathBuf {
     p
 }
 
-/// The tiny diffusers folders the reference runs on; regenerated (deterministic, ~2 s) when absent.
+/// The embedded package's diffusers folders (committed beside it: the trained forward model and the reverse-motion
+/// UNet, which the package was exported from), which the reference runs on.
 fn tiny_source() -> PathBuf {
     let src = root().join("models/tiny/source");
-    if !src.join("unet/config.json").exists() {
-        let st = Command::new(python())
-            .args([
-                "-c",
-                "from tools.tiny import write_tiny_source; write_tiny_source('models/tiny/source')",
-            ])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    assert!(
+        src.join("unet/config.json").exists() && src.join("reverse_unet/config.json").exists(),
+        "models/tiny/source (the committed diffusers folders of the embedded package) is missing"
+    );
     src
 }
 

@@ -164,7 +164,7 @@ const DEFS: &[Def] = &[
     Def { name: FIT, label: c"Aspect", group: GROUP_SYS, general_only: false, kind: Kind::Choice { options: &[c"Letterbox (keep proportions)", c"Stretch"], default: 0 },
           hint: c"The model works at one frame size (16:9 for SVD-XT). Letterbox fits the clip inside it with black bars, which are cropped off the result; Stretch distorts clips of another aspect." },
     Def { name: MODELS, label: c"Models folder", group: GROUP_SYS, general_only: false, kind: Kind::Dir,
-          hint: c"Folder with an exported model package (manifest.json, *.onnx). Empty: $SVD_INBETWEEN_MODELS, else the tiny demo models inside the bundle (random weights: for testing only)." },
+          hint: c"Folder with an exported model package (manifest.json, *.onnx). Empty: $SVD_INBETWEEN_MODELS, else the tiny demo model inside the bundle (trained here on a procedural sprite world at 128x64: a demonstration, not SVD)." },
     Def { name: DEVICE, label: c"Device", group: GROUP_SYS, general_only: false, kind: Kind::Choice { options: &[c"Auto (CUDA if available)", c"CUDA", c"CPU"], default: 0 },
           hint: c"Auto uses CUDA when ONNX Runtime can, else the CPU (and says why). CUDA makes a missing GPU an error." },
     Def { name: MEMORY, label: c"UNet memory", group: GROUP_SYS, general_only: false, kind: Kind::Choice { options: &[c"Normal (one UNet run per step)", c"Low (two half-batch runs per step)"], default: 0 },

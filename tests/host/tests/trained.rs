@@ -169,9 +169,10 @@ fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(bool, String)> {
 }
 
 #[test]
-#[ignore = "needs the trained package of issue 9; the embedded models/tiny still has random weights (the first \
-            training run did not reach in-betweening: docs/QUALITY.md). Run with `cargo test -- --ignored` on a \
-            trained package."]
+#[ignore = "the bar a model must clear to be called an in-betweener; the embedded tiny-world package (2 h of CPU \
+            training) does not yet: in the sun pair its middle frame holds the sun as 2 blobs and loses the \
+            square's colour, in the other pair the disc's (docs/QUALITY.md). Run with `cargo test -- --ignored` on \
+            a better-trained package."]
 fn trained_model_moves_each_sprite_as_one_blob_and_frame_blend_does_not() {
     for pair in ["sun", "seed900000003"] {
         let gi = middle_inbetween_sprites(pair, 0);
