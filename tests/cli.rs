@@ -558,17 +558,28 @@ fn cuda_build_without_cuda_fails_loudly_or_falls_back_with_the_reason() {
 
 /// The low-memory UNet (exported with --unet-batch 2: the unconditional pair, then the conditional pair) gives
 /// the same prediction as the batch-4 graph, in both loops. The row pairing decides the attention maps the
-/// reverse rows use, so a wrong grouping would show as an O(1) difference, not rounding.
+/// reverse rows use, so a wrong grouping would show as an O(1) difference, not rounding. Both packages come from
+/// the embedded package's committed source.
 #[test]
 fn low_memory_half_batch_matches_the_batch_4_package() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let pkg = d.join("tiny_k1");
+    let src = tiny_source();
     let o = Command::new(python())
         .args([
             "-m",
             "tools.export",
-            "--tiny",
+            "--svd",
+            src.to_str().unwrap(),
+            "--reverse-unet",
+            src.join("reverse_unet").to_str().unwrap(),
+            "--frames",
+            "7",
+            "--height",
+            "64",
+            "--width",
+            "128",
             "--unet-batch",
             "2",
             "--out",
