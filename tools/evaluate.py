@@ -210,7 +210,9 @@ def combine(dirs: list[Path], out: Path) -> int:
         for line in (d / "scores.jsonl").read_text().splitlines():
             row = json.loads(line)
             by_pair.setdefault(row["pair"], {}).update(row)
-    methods = [m for m in METHODS if all(m in r for r in by_pair.values())]
+    methods = [m for m in METHODS if any(m in r for r in by_pair.values())]
+    # only pairs every method has scored: one table over the same pairs (a run still going leaves some out)
+    by_pair = {k: r for k, r in by_pair.items() if all(m in r for m in methods)}
     table = {m: summarise([r[m] for r in by_pair.values()]) for m in methods}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({"pairs": len(by_pair), "pair_ids": sorted(by_pair),

@@ -53,8 +53,10 @@ def test_split_runs_combine_per_pair(tmp_path, clip):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "scores.jsonl").write_text(json.dumps({"pair": 0, "seed": SEED, "blend": bad}) + "\n")
-    (tmp_path / "b" / "scores.jsonl").write_text(json.dumps({"pair": 0, "seed": SEED, "gi": good}) + "\n")
+    (tmp_path / "b" / "scores.jsonl").write_text(json.dumps({"pair": 0, "seed": SEED, "gi": good}) + "\n"
+                                                 + json.dumps({"pair": 1, "seed": SEED + 1, "gi": good}) + "\n")
     assert evaluate.combine([tmp_path / "a", tmp_path / "b"], tmp_path / "all") == 0
     table = json.loads((tmp_path / "all" / "summary.json").read_text())
-    assert table["pairs"] == 1 and set(table["methods"]) == {"gi", "blend"}
+    assert table["pairs"] == 1 and table["pair_ids"] == [0]  # pair 1 has no blend score yet: left out
+    assert set(table["methods"]) == {"gi", "blend"}
     assert table["methods"]["gi"]["ghosting_rate"] == 0.0 and table["methods"]["blend"]["ghosting_rate"] > 0.2
