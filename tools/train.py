@@ -691,6 +691,14 @@ def main(argv=None) -> int:
         p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
         p.add_argument("--checkpoint-every", type=int, default=100)
 
+    def clip_size(p):  # the world's clip size for the stages that take no --config
+        p.add_argument("--frames", type=int, default=7)
+        p.add_argument("--height", type=int, default=64)
+        p.add_argument("--width", type=int, default=128)
+
+    def autocast_flag(p):
+        p.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
+
     f = sub.add_parser("forward", help="train the VAE and the UNet from scratch")
     common(f)
     f.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
@@ -708,7 +716,7 @@ def main(argv=None) -> int:
     f.add_argument("--warmup", type=int, default=100)
     f.add_argument("--ema", type=float, default=0.995, help="EMA decay of the shipped UNet weights (0: off)")
     f.add_argument("--drop", type=float, default=0.1, help="probability of dropping both conditionings")
-    f.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
+    autocast_flag(f)
     f.add_argument("--latent-pool", type=Path, help="draw the UNet's batches from these encoded clips (see encode)")
     f.set_defaults(func=forward)
 
@@ -720,10 +728,8 @@ def main(argv=None) -> int:
     e.add_argument("--chunk", type=int, default=64, help="clips per shard")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=1)
-    e.add_argument("--frames", type=int, default=7)
-    e.add_argument("--height", type=int, default=64)
-    e.add_argument("--width", type=int, default=128)
-    e.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
+    clip_size(e)
+    autocast_flag(e)
     e.set_defaults(func=encode)
 
     d = sub.add_parser("decoder", help="fine-tune the VAE's temporal decoder on a frozen encoder")
@@ -733,10 +739,8 @@ def main(argv=None) -> int:
     d.add_argument("--batch", type=int, default=2, help="clips per step (all their frames)")
     d.add_argument("--lr", type=float, default=5e-4)
     d.add_argument("--saturated-weight", type=float, default=20.0)
-    d.add_argument("--frames", type=int, default=7)
-    d.add_argument("--height", type=int, default=64)
-    d.add_argument("--width", type=int, default=128)
-    d.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
+    clip_size(d)
+    autocast_flag(d)
     d.set_defaults(func=decoder)
 
     r = sub.add_parser("reverse", help="Algorithm 1: the reverse-motion fine-tune of the 32 tensors")
@@ -761,9 +765,7 @@ def main(argv=None) -> int:
     c.add_argument("--clips", type=int, default=16)
     c.add_argument("--sheet", type=Path, help="PNG: the first 4 clips and their round trips")
     c.add_argument("--threads", type=int, default=1)
-    c.add_argument("--frames", type=int, default=7)
-    c.add_argument("--height", type=int, default=64)
-    c.add_argument("--width", type=int, default=128)
+    clip_size(c)
     c.set_defaults(func=check_vae)
 
     p = sub.add_parser("plot", help="loss curve PNG from a log.jsonl")
