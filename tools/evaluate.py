@@ -17,7 +17,8 @@ runs SVD's plain sampling through the PyTorch reference pipeline (tools.referenc
 Metrics (per method, over all pairs): PSNR and SSIM of the in-betweens; sprite-track error (each sprite found by its
 colour, centroid distance to its true track as a fraction of its displacement A→B, capped at 1; a sprite that is
 not found counts 1); ghosting rate (share of (sprite, in-between) where the sprite is not exactly one solid blob of
-its colour); back-and-forth rate (share of consecutive frame pairs, keyframes included, where a sprite's centroid
+its colour); found rate (share of (sprite, in-between) where the sprite is found by its colour at all: at
+least one blob of a fifth of its true area; the other colour-based metrics rest on it); back-and-forth rate (share of consecutive frame pairs, keyframes included, where a sprite's centroid
 moves against its true direction). Only sprites at least half visible in the true frame are scored.
 
     python -m tools.evaluate --package models/tiny --source models/tiny/source --pairs 100 --out out/eval
@@ -111,7 +112,7 @@ def score_pair(clip: world.Clip, frames: np.ndarray) -> dict:
     nf = truth.shape[0]
     mids = range(1, nf - 1)
     out = {"psnr": [psnr(frames[i], truth[i]) for i in mids], "ssim": [ssim(frames[i], truth[i]) for i in mids],
-           "track": [], "ghost": [], "backforth": []}
+           "track": [], "ghost": [], "found": [], "backforth": []}
     for s_idx, s in enumerate(clip.sprites):
         disp = max(float(np.linalg.norm(s.pos[-1] - s.pos[0])), 1.0)
         cents = {}
@@ -123,6 +124,7 @@ def score_pair(clip: world.Clip, frames: np.ndarray) -> dict:
             cents[i] = c
             if 0 < i < nf - 1:
                 out["ghost"].append(blobs != 1)
+                out["found"].append(c is not None)
                 out["track"].append(1.0 if c is None else min(1.0, float(np.linalg.norm(c - s.pos[i])) / disp))
         for i in range(nf - 1):
             a, b = cents.get(i), cents.get(i + 1)
@@ -137,12 +139,12 @@ def score_pair(clip: world.Clip, frames: np.ndarray) -> dict:
 
 def summarise(scores: list[dict]) -> dict:
     def mean(k):
-        vals = [v for s in scores for v in s[k]]
+        vals = [v for s in scores for v in s.get(k, [])]  # runs older than a metric lack it (see --rescore)
         return float(np.mean(vals)) if vals else float("nan"), len(vals)
 
     res = {}
     for k, name in (("psnr", "psnr_db"), ("ssim", "ssim"), ("track", "track_error"), ("ghost", "ghosting_rate"),
-                    ("backforth", "back_and_forth_rate")):
+                    ("found", "found_rate"), ("backforth", "back_and_forth_rate")):
         res[name], res[f"{name}_n"] = mean(k)
     return res
 
@@ -202,13 +204,25 @@ def make_baseline_package(source: Path, out: Path, kind: str) -> Path:
     return out
 
 
-def combine(dirs: list[Path], out: Path) -> int:
+def rescored(row: dict, pair_dir: Path) -> dict:
+    """The row's scores recomputed from the frames its run saved (after a metric changed; no method runs again)."""
+    saved = np.load(pair_dir / "frames.npz")
+    nf, h, w = saved["truth"].shape[:3]
+    clip = world.make_clip(row["seed"], nf, h, w)
+    if not np.array_equal(clip.frames, saved["truth"]):
+        raise SystemExit(f"evaluate: {pair_dir} was made by another version of the world; its frames cannot be rescored")
+    return {k: (score_pair(clip, saved[k.replace("-", "_")]) if k in METHODS else v) for k, v in row.items()}
+
+
+def combine(dirs: list[Path], out: Path, rescore: bool = False) -> int:
     """One table from several runs' per-pair scores: pairs counted once each, and a pair's methods may come from
     different runs (e.g. the baselines on one core while the fine-tune still trains, ours later on the other)."""
     by_pair = {}
     for d in dirs:
         for line in (d / "scores.jsonl").read_text().splitlines():
             row = json.loads(line)
+            if rescore:
+                row = rescored(row, d / "pairs" / f"{row['pair']:04d}")
             by_pair.setdefault(row["pair"], {}).update(row)
     methods = [m for m in METHODS if any(m in r for r in by_pair.values())]
     # only pairs every method has scored: one table over the same pairs (a run still going leaves some out)
@@ -238,9 +252,11 @@ def main(argv=None) -> int:
     ap.add_argument("--baselines", type=Path, help="folder for the baseline packages (default: OUT)")
     ap.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
                     help="only summarise the scores.jsonl of these earlier runs (e.g. split across processes) into OUT")
+    ap.add_argument("--rescore", action="store_true",
+                    help="with --combine: score each pair again from its saved frames.npz (metrics changed since)")
     a = ap.parse_args(argv)
     if a.combine:
-        return combine(a.combine, a.out)
+        return combine(a.combine, a.out, a.rescore)
     source = a.source or a.package / "source"
     man = json.loads((a.package / "manifest.json").read_text())
     nf, h, w = man["num_frames"], man["height"], man["width"]

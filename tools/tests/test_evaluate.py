@@ -22,6 +22,7 @@ def test_the_truth_scores_perfectly(clip):
     s = evaluate.summarise([evaluate.score_pair(clip, clip.frames)])
     assert s["psnr_db"] == 99.0 and s["ssim"] == pytest.approx(1.0)
     assert s["track_error"] < 0.02 and s["ghosting_rate"] == 0.0 and s["back_and_forth_rate"] == 0.0
+    assert s["found_rate"] == 1.0
     assert s["track_error_n"] == len(clip.sprites) * (clip.frames.shape[0] - 2)
 
 
@@ -60,3 +61,29 @@ def test_split_runs_combine_per_pair(tmp_path, clip):
     assert table["pairs"] == 1 and table["pair_ids"] == [0]  # pair 1 has no blend score yet: left out
     assert set(table["methods"]) == {"gi", "blend"}
     assert table["methods"]["gi"]["ghosting_rate"] == 0.0 and table["methods"]["blend"]["ghosting_rate"] > 0.2
+
+
+def test_a_sprite_lost_to_the_background_is_not_found_and_old_runs_rescore(tmp_path, clip):
+    nf = clip.frames.shape[0]
+    # the truth with every sprite painted over by the pixel colour of the clip's first-frame corner
+    erased = clip.frames.copy()
+    erased[1:-1] = clip.frames[0, :1, :1]
+    per = evaluate.score_pair(clip, erased)
+    assert per["found"] == [False] * len(clip.sprites) * (nf - 2)
+    assert per["track"] == [1.0] * len(per["found"])
+    # a run written before the found rate existed: its scores lack it until rescored from the saved frames
+    run = tmp_path / "old"
+    (run / "pairs" / "0000").mkdir(parents=True)
+    np.savez_compressed(run / "pairs" / "0000" / "frames.npz", truth=clip.frames, gi_noft=erased, blend=clip.frames)
+    old = {m: {k: v for k, v in evaluate.score_pair(clip, f).items() if k != "found"}
+           for m, f in (("gi-noft", erased), ("blend", clip.frames))}
+    (run / "scores.jsonl").write_text(json.dumps({"pair": 0, "seed": SEED, **old}) + "\n")
+    evaluate.combine([run], tmp_path / "plain")
+    assert json.loads((tmp_path / "plain" / "summary.json").read_text())["methods"]["blend"]["found_rate_n"] == 0
+    evaluate.combine([run], tmp_path / "again", rescore=True)
+    table = json.loads((tmp_path / "again" / "summary.json").read_text())["methods"]
+    assert table["gi-noft"]["found_rate"] == 0.0 and table["blend"]["found_rate"] == 1.0
+    assert table["gi-noft"]["psnr_db"] == pytest.approx(evaluate.summarise([per])["psnr_db"])
+    with pytest.raises(SystemExit, match="another version of the world"):
+        np.savez_compressed(run / "pairs" / "0000" / "frames.npz", truth=erased, gi_noft=erased, blend=erased)
+        evaluate.combine([run], tmp_path / "bad", rescore=True)
