@@ -24,7 +24,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +151,12 @@ CONFIGS = {
     # the CI smoke test: the same UNet structure at 3 frames of 64×64, one-block VAE levels
     "smoke": Config(frames=3, height=64, width=64),
 }
+
+
+def config_of(a) -> Config:
+    """--config, with --vae-channels (an autoencoder experiment) laid over it."""
+    c = CONFIGS[a.config]
+    return replace(c, vae_channels=a.vae_channels) if getattr(a, "vae_channels", None) else c
 
 
 def new_unet(c: Config):
@@ -425,7 +431,7 @@ def encode(a) -> int:
 
 
 def forward(a) -> int:
-    cfg = CONFIGS[a.config]
+    cfg = config_of(a)
     torch.set_num_threads(a.threads)
     run = Run(a.out, a.checkpoint_every)
     data = make_data(a.data, cfg.frames, cfg.height, cfg.width, a.stride, a.seed)
@@ -630,7 +636,7 @@ def check_vae(a) -> int:
             vae = AutoencoderKLTemporalDecoder.from_pretrained(a.base, torch_dtype=torch.float32)
             vae.decoder.load_state_dict(st["model"])
         else:
-            vae = new_vae(CONFIGS[a.config])
+            vae = new_vae(config_of(a))
             vae.load_state_dict(st["model"])
     vae.eval()
     scores, rows = [], []
@@ -696,6 +702,10 @@ def main(argv=None) -> int:
         p.add_argument("--height", type=int, default=64)
         p.add_argument("--width", type=int, default=128)
 
+    def vae_channels_flag(p):
+        p.add_argument("--vae-channels", type=lambda v: tuple(int(x) for x in v.split(",")),
+                       help="the autoencoder's four block widths, e.g. 96,128,256,256 (default: the config's)")
+
     def autocast_flag(p):
         p.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
 
@@ -717,6 +727,7 @@ def main(argv=None) -> int:
     f.add_argument("--ema", type=float, default=0.995, help="EMA decay of the shipped UNet weights (0: off)")
     f.add_argument("--drop", type=float, default=0.1, help="probability of dropping both conditionings")
     autocast_flag(f)
+    vae_channels_flag(f)
     f.add_argument("--latent-pool", type=Path, help="draw the UNet's batches from these encoded clips (see encode)")
     f.set_defaults(func=forward)
 
@@ -766,6 +777,7 @@ def main(argv=None) -> int:
     c.add_argument("--sheet", type=Path, help="PNG: the first 4 clips and their round trips")
     c.add_argument("--threads", type=int, default=1)
     clip_size(c)
+    vae_channels_flag(c)
     c.set_defaults(func=check_vae)
 
     p = sub.add_parser("plot", help="loss curve PNG from a log.jsonl")

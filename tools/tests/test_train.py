@@ -118,8 +118,10 @@ def test_reverse_uses_the_reference_maps_rotated():
 @pytest.fixture(scope="module")
 def smoke_svd(tmp_path_factory):
     out = tmp_path_factory.mktemp("fwd")
+    # --vae-channels lays other autoencoder widths over the config (its deepest level here: 96, not 128)
     rc = train.main(["forward", "--out", str(out), "--config", "smoke", "--vae-steps", "3", "--unet-steps", "3",
-                     "--batch", "2", "--vae-batch", "1", "--checkpoint-every", "2", "--threads", "1"])
+                     "--batch", "2", "--vae-batch", "1", "--checkpoint-every", "2", "--threads", "1",
+                     "--vae-channels", "96,64,64,96"])
     assert rc == 0
     return out
 
@@ -132,7 +134,9 @@ def test_forward_stage_writes_folders_the_exporter_takes(smoke_svd, tmp_path):
         assert (svd / sub).is_dir(), sub
     logged = [json.loads(line) for line in (smoke_svd / "log.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in logged} == {"vae", "unet"}
-    sf = json.loads((svd / "vae" / "config.json").read_text())["scaling_factor"]
+    vae_config = json.loads((svd / "vae" / "config.json").read_text())
+    assert vae_config["block_out_channels"] == [96, 64, 64, 96]
+    sf = vae_config["scaling_factor"]
     assert sf > 0 and sf != 0.18215  # measured on held-out clips, not the SD constant
     # 1e-3: three steps from diffusers' init leave near-constant GroupNorm groups (zero biases, unit scales) whose
     # normalisation amplifies fp32 rounding (tools/tiny.py); measured 1.5e-4 relative here, 6.7e-6 on a
