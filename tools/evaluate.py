@@ -204,6 +204,10 @@ def make_baseline_package(source: Path, out: Path, kind: str) -> Path:
     return out
 
 
+def jsonable(row: dict) -> dict:
+    return {k: ({kk: [float(x) for x in vv] for kk, vv in v.items()} if k in METHODS else v) for k, v in row.items()}
+
+
 def rescored(row: dict, pair_dir: Path) -> dict:
     """The row's scores recomputed from the frames its run saved (after a metric changed; no method runs again)."""
     saved = np.load(pair_dir / "frames.npz")
@@ -229,6 +233,8 @@ def combine(dirs: list[Path], out: Path, rescore: bool = False) -> int:
     by_pair = {k: r for k, r in by_pair.items() if all(m in r for m in methods)}
     table = {m: summarise([r[m] for r in by_pair.values()]) for m in methods}
     out.mkdir(parents=True, exist_ok=True)
+    # the merged rows too: the per-pair record of the table (bools as 0/1, as the runs write them)
+    (out / "scores.jsonl").write_text("".join(json.dumps(jsonable(by_pair[k])) + "\n" for k in sorted(by_pair)))
     (out / "summary.json").write_text(json.dumps({"pairs": len(by_pair), "pair_ids": sorted(by_pair),
                                                    "from": [str(d) for d in dirs], "methods": table}, indent=2))
     print(json.dumps(table, indent=2))
@@ -297,8 +303,8 @@ def main(argv=None) -> int:
             from PIL import Image
 
             Image.fromarray(np.concatenate(sum([[r, gap] for r in rows], [])[:-1])).save(a.out / f"sheet_{k:04d}.png")
-        (a.out / "scores.jsonl").open("a").write(json.dumps({"pair": k, "seed": seed, **{
-            m: {kk: [float(x) for x in vv] for kk, vv in results[m][-1].items()} for m in a.methods}}) + "\n")
+        row = {"pair": k, "seed": seed, **{m: results[m][-1] for m in a.methods}}
+        (a.out / "scores.jsonl").open("a").write(json.dumps(jsonable(row)) + "\n")
         print(f"pair {k}: " + "  ".join(f"{m} track {np.mean(results[m][-1]['track'] or [np.nan]):.2f}"
                                          for m in a.methods), file=sys.stderr, flush=True)
     table = {m: summarise(results[m]) | {"seconds_per_pair": timing[m] / max(1, a.pairs)} for m in a.methods}

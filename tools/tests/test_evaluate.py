@@ -84,6 +84,8 @@ def test_a_sprite_lost_to_the_background_is_not_found_and_old_runs_rescore(tmp_p
     table = json.loads((tmp_path / "again" / "summary.json").read_text())["methods"]
     assert table["gi-noft"]["found_rate"] == 0.0 and table["blend"]["found_rate"] == 1.0
     assert table["gi-noft"]["psnr_db"] == pytest.approx(evaluate.summarise([per])["psnr_db"])
+    merged = [json.loads(line) for line in (tmp_path / "again" / "scores.jsonl").read_text().splitlines()]
+    assert [r["pair"] for r in merged] == [0] and merged[0]["gi-noft"]["found"] == [0.0] * len(per["found"])
     with pytest.raises(SystemExit, match="another version of the world"):
         np.savez_compressed(run / "pairs" / "0000" / "frames.npz", truth=erased, gi_noft=erased, blend=erased)
         evaluate.combine([run], tmp_path / "bad", rescore=True)
