@@ -17,9 +17,10 @@ runs SVD's plain sampling through the PyTorch reference pipeline (tools.referenc
 Metrics (per method, over all pairs): PSNR and SSIM of the in-betweens; sprite-track error (each sprite found by its
 colour, centroid distance to its true track as a fraction of its displacement A→B, capped at 1; a sprite that is
 not found counts 1); ghosting rate (share of (sprite, in-between) where the sprite is not exactly one solid blob of
-its colour); found rate (share of (sprite, in-between) where the sprite is found by its colour at all: at
-least one blob of a fifth of its true area; the other colour-based metrics rest on it); back-and-forth rate (share of consecutive frame pairs, keyframes included, where a sprite's centroid
-moves against its true direction). Only sprites at least half visible in the true frame are scored.
+its colour); found rate (share of (sprite, in-between) where the sprite is found by its colour at all: at least one
+blob of a fifth of its true area; the other colour-based metrics rest on it); back-and-forth rate (share of
+consecutive frame pairs, keyframes included, where a sprite's centroid moves against its true direction). Only
+sprites at least half visible in the true frame are scored.
 
     python -m tools.evaluate --package models/tiny --source models/tiny/source --pairs 100 --out out/eval
 """
@@ -204,6 +205,11 @@ def make_baseline_package(source: Path, out: Path, kind: str) -> Path:
     return out
 
 
+def saved_name(method: str) -> str:
+    """The method's array name in a pair's frames.npz (npz names are identifiers)."""
+    return method.replace("-", "_")
+
+
 def jsonable(row: dict) -> dict:
     return {k: ({kk: [float(x) for x in vv] for kk, vv in v.items()} if k in METHODS else v) for k, v in row.items()}
 
@@ -214,8 +220,9 @@ def rescored(row: dict, pair_dir: Path) -> dict:
     nf, h, w = saved["truth"].shape[:3]
     clip = world.make_clip(row["seed"], nf, h, w)
     if not np.array_equal(clip.frames, saved["truth"]):
-        raise SystemExit(f"evaluate: {pair_dir} was made by another version of the world; its frames cannot be rescored")
-    return {k: (score_pair(clip, saved[k.replace("-", "_")]) if k in METHODS else v) for k, v in row.items()}
+        raise SystemExit(f"evaluate: {pair_dir} was made by another version of the world; "
+                         "its frames cannot be rescored")
+    return {k: (score_pair(clip, saved[saved_name(k)]) if k in METHODS else v) for k, v in row.items()}
 
 
 def combine(dirs: list[Path], out: Path, rescore: bool = False) -> int:
@@ -296,7 +303,7 @@ def main(argv=None) -> int:
                 outs[m] = blend(a01, b01, nf)
             timing[m] += time.time() - t0
             results[m].append(score_pair(clip, outs[m]))
-        np.savez_compressed(pdir / "frames.npz", truth=clip.frames, **{m.replace("-", "_"): v for m, v in outs.items()})
+        np.savez_compressed(pdir / "frames.npz", truth=clip.frames, **{saved_name(m): v for m, v in outs.items()})
         if k - a.first < a.sheets:
             rows = [world.contact_sheet(clip.frames)] + [world.contact_sheet(outs[m]) for m in a.methods]
             gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)

@@ -156,7 +156,7 @@ CONFIGS = {
 def config_of(a) -> Config:
     """--config, with --vae-channels (an autoencoder experiment) laid over it."""
     c = CONFIGS[a.config]
-    return replace(c, vae_channels=a.vae_channels) if getattr(a, "vae_channels", None) else c
+    return replace(c, vae_channels=a.vae_channels) if a.vae_channels else c
 
 
 def new_unet(c: Config):

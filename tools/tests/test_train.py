@@ -224,7 +224,6 @@ def test_unet_stage_trains_from_a_latent_pool_and_resumes(smoke_svd, tmp_path):
     assert sorted(p.name for p in (run / "checkpoints").glob("unet-*.pt"))[-1] == "unet-0000005.pt"
 
 
-
 def test_vae_channels_lay_other_autoencoder_widths_over_the_config():
     from argparse import Namespace
 
