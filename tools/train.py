@@ -220,6 +220,16 @@ class Run:
         cks = sorted(self.ck.glob(f"{prefix}-*.pt"))
         return torch.load(cks[-1], weights_only=False) if cks else None
 
+    def resume(self, module, state: dict, what: str):
+        """Loads a checkpoint's weights into the module this run built, or stops with the flags to fix: a checkpoint
+        does not record the widths it was trained at, and PyTorch's own size-mismatch error does not name them."""
+        problem = checkpoint_mismatch(module.state_dict(), state)
+        if problem:
+            raise SystemExit(f"train: the {what} checkpoint in {self.ck} does not fit the model this run builds "
+                             f"({problem}). Resume with the --config and --vae-channels the run was started with, "
+                             f"or train into a new --out folder.")
+        module.load_state_dict(state)
+
     def save(self, prefix: str, step: int, state: dict):
         path = self.ck / f"{prefix}-{step:07d}.pt"
         torch.save(state, path.with_suffix(".tmp"))
@@ -231,6 +241,18 @@ class Run:
         kv.update(wall_s=round(time.time() - self.t0, 2), peak_rss_mb=peak_rss_mb())
         self.log.write(json.dumps(kv) + "\n")
         self.log.flush()
+
+
+def checkpoint_mismatch(mine: dict, saved: dict) -> str | None:
+    """The first difference between two state dicts' names and shapes, in words; None when they match."""
+    for name in mine.keys() - saved.keys():
+        return f"it lacks {name}"
+    for name in saved.keys() - mine.keys():
+        return f"it has {name}, which this model lacks"
+    for name, t in mine.items():
+        if tuple(t.shape) != tuple(saved[name].shape):
+            return f"{name} is {tuple(saved[name].shape)} there, {tuple(t.shape)} here"
+    return None
 
 
 def peak_rss_mb() -> float:
@@ -271,7 +293,8 @@ def train_vae(a, cfg: Config, run: Run, data):
     start = 0
     st = run.latest("vae")
     if st:
-        vae.load_state_dict(st["model"]), opt.load_state_dict(st["opt"])
+        run.resume(vae, st["model"], "VAE")
+        opt.load_state_dict(st["opt"])
         start = st["step"]
         print(f"train: resuming the VAE at step {start}", file=sys.stderr)
     gen = torch.Generator().manual_seed(a.seed)
@@ -339,7 +362,8 @@ def decoder(a) -> int:
     start = 0
     st = run.latest("decoder")
     if st:
-        vae.decoder.load_state_dict(st["model"]), opt.load_state_dict(st["opt"])
+        run.resume(vae.decoder, st["model"], "decoder")
+        opt.load_state_dict(st["opt"])
         start = st["step"]
         print(f"train: resuming the decoder at step {start}", file=sys.stderr)
     gen = torch.Generator()
@@ -445,7 +469,8 @@ def forward(a) -> int:
     start = 0
     st = run.latest("unet")
     if st:
-        unet.load_state_dict(st["model"]), ema.load_state_dict(st["ema"]), opt.load_state_dict(st["opt"])
+        run.resume(unet, st["model"], "UNet")
+        ema.load_state_dict(st["ema"]), opt.load_state_dict(st["opt"])
         start = st["step"]
         print(f"train: resuming the UNet at step {start}", file=sys.stderr)
     gen = torch.Generator()

@@ -231,3 +231,25 @@ def test_vae_channels_lay_other_autoencoder_widths_over_the_config():
     assert train.config_of(a).vae_channels == (96, 64, 64, 96)
     assert train.config_of(Namespace(config="smoke", vae_channels=None)) == train.CONFIGS["smoke"]
     assert list(train.new_vae(train.config_of(a)).config.block_out_channels) == [96, 64, 64, 96]
+
+
+def test_resuming_with_other_widths_names_the_flags(smoke_svd, tmp_path):
+    """A checkpoint does not record the widths it was trained at; a resume that builds other widths stops with the
+    flags to fix and the first tensor that differs, before PyTorch's size-mismatch error."""
+    run = tmp_path / "fwd"
+    shutil.copytree(smoke_svd, run)
+    wide = ",".join(str(2 * c) for c in CFG.vae_channels)
+    with pytest.raises(SystemExit) as e:
+        train.main(["forward", "--out", str(run), "--config", "smoke", "--vae-channels", wide, "--vae-steps", "3",
+                    "--unet-steps", "0", "--threads", "1"])
+    msg = str(e.value)
+    assert msg.startswith(f"train: the VAE checkpoint in {run / 'checkpoints'} does not fit"), msg
+    assert "Resume with the --config and --vae-channels the run was started with" in msg and " is (" in msg, msg
+
+
+def test_checkpoint_mismatch_names_the_first_difference():
+    mine = {"a": torch.zeros(2, 3), "b": torch.zeros(4)}
+    assert train.checkpoint_mismatch(mine, dict(mine)) is None
+    assert train.checkpoint_mismatch(mine, {"a": torch.zeros(2, 3)}) == "it lacks b"
+    assert train.checkpoint_mismatch(mine, {**mine, "c": torch.zeros(1)}) == "it has c, which this model lacks"
+    assert train.checkpoint_mismatch(mine, {**mine, "b": torch.zeros(5)}) == "b is (5,) there, (4,) here"
