@@ -316,7 +316,7 @@ def train_vae(a, cfg: Config, run: Run, data):
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         if step % 10 == 0 or step == a.vae_steps - 1:
-            run.record(stage="vae", step=step, loss=float(loss), mse=float(mse), kl=float(kl))
+            run.record(stage="vae", step=step, loss=loss.item(), mse=mse.item(), kl=kl.item())
             print(f"vae {step:5d} loss {float(loss):.4f} mse {float(mse):.4f}", file=sys.stderr)
         if (step + 1) % a.checkpoint_every == 0 or step == a.vae_steps - 1:
             run.save("vae", step + 1, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1})
@@ -384,7 +384,7 @@ def decoder(a) -> int:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % 10 == 0 or step == a.steps - 1:
-            run.record(stage="decoder", step=step, loss=float(loss), mse=float(F_.mse_loss(rec, flat)))
+            run.record(stage="decoder", step=step, loss=loss.item(), mse=F_.mse_loss(rec, flat).item())
             print(f"decoder {step:5d} loss {float(loss):.4f}", file=sys.stderr)
         if (step + 1) % a.checkpoint_every == 0 or step == a.steps - 1:
             run.save("decoder", step + 1, {"model": vae.decoder.state_dict(), "opt": opt.state_dict(),
@@ -507,7 +507,7 @@ def forward(a) -> int:
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.lerp_(p, 1 - d)
         if step % 10 == 0 or step == a.unet_steps - 1:
-            run.record(stage="unet", step=step, loss=float(loss), grad_norm=float(gn), lr=opt.param_groups[0]["lr"])
+            run.record(stage="unet", step=step, loss=loss.item(), grad_norm=float(gn), lr=opt.param_groups[0]["lr"])
             print(f"unet {step:5d} loss {float(loss):.4f}", file=sys.stderr)
         if (step + 1) % a.checkpoint_every == 0 or step == a.unet_steps - 1:
             run.save("unet", step + 1, {"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
