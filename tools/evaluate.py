@@ -27,8 +27,10 @@ sprites at least half visible in the true frame are scored.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -193,16 +195,31 @@ class Reference:
 
 def make_baseline_package(source: Path, out: Path, kind: str) -> Path:
     """(b) "gi-noft": the exporter run with the forward UNet as the reverse UNet (delta zero, rotation kept);
-    (c) "trf": the stock UNet for all four rows (each row its own attention, the forward weights)."""
-    if (out / "manifest.json").exists():
-        return out
+    (c) "trf": the stock UNet for all four rows (each row its own attention, the forward weights). A package built
+    earlier in OUT is reused only if it was built from these very source folders: a --baselines folder shared across
+    runs must never score an old model's baselines against a new one."""
+    stamp = {"source_sha256": folder_digest(source), "kind": kind}
+    if (out / "manifest.json").exists() and (out / "built-from.json").exists():
+        if json.loads((out / "built-from.json").read_text()) == stamp:
+            return out
+    shutil.rmtree(out, ignore_errors=True)
     from .export import export_package
 
     m = json.loads((source.parent / "manifest.json").read_text()) if (source.parent / "manifest.json").exists() else {}
     export_package(source, source / "unet", None, out, "fp32", m.get("num_frames", 7), m.get("height", 64),
                    m.get("width", 128), f"{m.get('name', 'tiny')}-{kind}",
                    reverse_attention="own" if kind == "trf" else "rotated")
+    (out / "built-from.json").write_text(json.dumps(stamp) + "\n")
     return out
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over a folder's files (relative names and bytes, in name order)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def saved_name(method: str) -> str:

@@ -89,3 +89,32 @@ def test_a_sprite_lost_to_the_background_is_not_found_and_old_runs_rescore(tmp_p
     with pytest.raises(SystemExit, match="another version of the world"):
         np.savez_compressed(run / "pairs" / "0000" / "frames.npz", truth=erased, gi_noft=erased, blend=erased)
         evaluate.combine([run], tmp_path / "bad", rescore=True)
+
+
+def test_baseline_packages_are_reused_only_for_the_source_they_were_built_from(tmp_path, monkeypatch):
+    """A --baselines folder kept across runs: the same source reuses its packages, a retrained one rebuilds them."""
+    import tools.export
+
+    built = []
+
+    def fake_export(source, unet, base, out, *args, **kw):
+        built.append((source, kw["reverse_attention"]))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text("{}")
+
+    monkeypatch.setattr(tools.export, "export_package", fake_export)
+    source = tmp_path / "source"
+    (source / "unet").mkdir(parents=True)
+    (source / "unet" / "weights").write_bytes(b"old model")
+    out = tmp_path / "baselines" / "pkg-trf"
+    assert evaluate.make_baseline_package(source, out, "trf") == out
+    assert evaluate.make_baseline_package(source, out, "trf") == out
+    assert built == [(source, "own")]
+    (source / "unet" / "weights").write_bytes(b"new model")
+    evaluate.make_baseline_package(source, out, "trf")
+    assert built == [(source, "own")] * 2
+    stamp = json.loads((out / "built-from.json").read_text())
+    assert stamp == {"source_sha256": evaluate.folder_digest(source), "kind": "trf"}
+    (out / "built-from.json").unlink()  # a package from before the stamp existed is rebuilt too
+    evaluate.make_baseline_package(source, out, "trf")
+    assert len(built) == 3
