@@ -684,6 +684,12 @@ def check_vae(a) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- loss plot
+def loss_points(rows: list[dict], stage: str) -> list[tuple[int, float]]:
+    """(step, loss) of a stage in step order. A resumed run logs again the steps after its checkpoint; the later
+    rows are the ones the model kept."""
+    return sorted({r["step"]: r["loss"] for r in rows if r["stage"] == stage and r["loss"] > 0}.items())
+
+
 def plot(a) -> int:
     """A loss-curve PNG from log.jsonl (one panel per stage, log-scale loss, a moving average), drawn with PIL."""
     from PIL import Image, ImageDraw
@@ -694,7 +700,7 @@ def plot(a) -> int:
     img = Image.new("RGB", (pw * len(stages) + pad, ph + 2 * pad), "white")
     d = ImageDraw.Draw(img)
     for k, s in enumerate(stages):
-        pts = [(r["step"], r["loss"]) for r in rows if r["stage"] == s and r["loss"] > 0]
+        pts = loss_points(rows, s)
         x0, y0 = pad + k * pw, pad
         xs, ys = np.array([p[0] for p in pts], float), np.log10([p[1] for p in pts])
         smooth = np.convolve(ys, np.ones(9) / 9, mode="valid") if len(ys) >= 9 else ys

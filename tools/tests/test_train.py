@@ -253,3 +253,10 @@ def test_checkpoint_mismatch_names_the_first_difference():
     assert train.checkpoint_mismatch(mine, {"a": torch.zeros(2, 3)}) == "it lacks b"
     assert train.checkpoint_mismatch(mine, {**mine, "c": torch.zeros(1)}) == "it has c, which this model lacks"
     assert train.checkpoint_mismatch(mine, {**mine, "b": torch.zeros(5)}) == "b is (5,) there, (4,) here"
+
+
+def test_loss_points_keep_the_resumed_run_where_steps_repeat():
+    rows = [{"stage": "unet", "step": 0, "loss": 1.0}, {"stage": "unet", "step": 10, "loss": 0.9},
+            {"stage": "unet", "step": 20, "loss": 0.8}, {"stage": "vae", "step": 10, "loss": 0.5},
+            {"stage": "unet", "step": 10, "loss": 0.7}, {"stage": "unet", "step": 30, "loss": 0.6}]
+    assert train.loss_points(rows, "unet") == [(0, 1.0), (10, 0.7), (20, 0.8), (30, 0.6)]
