@@ -4,14 +4,15 @@
 # then the export and the committed source folders. Every stage checkpoints and resumes: run it again with the same
 # RUN folder after an interruption.
 #   bash tools/train_tiny.sh [RUN]        (default RUN=runs/tiny; needs scripts/setup-dev.sh's venv)
-# Step counts are what fits about two hours of a 2-core CPU; override them with the environment variables below.
+# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 2½ h of a 2-core CPU uninterrupted, most of it the
+# autoencoder, which learns the sprites' colours only after ≈ 1400 steps); override them with the variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup-dev.sh >/dev/null
 run="${1:-runs/tiny}"
 py="$SVD_INBETWEEN_PYTHON"
 export OMP_WAIT_POLICY=PASSIVE  # one-thread trainers side by side: spinning OpenMP waits cost 5x here
-VAE_STEPS="${VAE_STEPS:-1000}" POOL_CLIPS="${POOL_CLIPS:-2048}" UNET_STEPS="${UNET_STEPS:-1600}"
+VAE_STEPS="${VAE_STEPS:-5000}" POOL_CLIPS="${POOL_CLIPS:-2048}" UNET_STEPS="${UNET_STEPS:-1600}"
 DECODER_STEPS="${DECODER_STEPS:-700}" REVERSE_STEPS="${REVERSE_STEPS:-200}"
 mkdir -p "$run"
 
@@ -46,4 +47,5 @@ cp -r "$run/dec/vae" "$run/tiny-trained/vae"
 "$py" -m tools.export --svd "$run/tiny-trained" --reverse-unet "$run/rev/unet" --out models/tiny --frames 7 --height 64 \
   --width 128 --name tiny-world >/dev/null
 rm -rf models/tiny/source && cp -r "$run/tiny-trained" models/tiny/source && cp -r "$run/rev/unet" models/tiny/source/reverse_unet
+cp "$run/rev/training.json" models/tiny/source/reverse_unet/  # how the 32 tensors were trained, beside them
 echo "models/tiny rebuilt from $run"
