@@ -214,11 +214,13 @@ def make_baseline_package(source: Path, out: Path, kind: str) -> Path:
 
 
 def folder_digest(folder: Path) -> str:
-    """SHA-256 over a folder's files (relative names and bytes, in name order)."""
+    """SHA-256 over a folder's files (relative name and each file's SHA-256, in name order); files are streamed,
+    since a real SVD source folder holds several GB."""
+    from .export import sha256_file
+
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
-        h.update(f.read_bytes())
+        h.update(f"{f.relative_to(folder).as_posix()}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()
 
 
