@@ -316,8 +316,9 @@ def train_vae(a, cfg: Config, run: Run, data):
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         if step % 10 == 0 or step == a.vae_steps - 1:
-            run.record(stage="vae", step=step, loss=loss.item(), mse=mse.item(), kl=kl.item())
-            print(f"vae {step:5d} loss {float(loss):.4f} mse {float(mse):.4f}", file=sys.stderr)
+            lv, mv = loss.item(), mse.item()
+            run.record(stage="vae", step=step, loss=lv, mse=mv, kl=kl.item())
+            print(f"vae {step:5d} loss {lv:.4f} mse {mv:.4f}", file=sys.stderr)
         if (step + 1) % a.checkpoint_every == 0 or step == a.vae_steps - 1:
             run.save("vae", step + 1, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step + 1})
     vae.eval().requires_grad_(False)
@@ -384,8 +385,9 @@ def decoder(a) -> int:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % 10 == 0 or step == a.steps - 1:
-            run.record(stage="decoder", step=step, loss=loss.item(), mse=F_.mse_loss(rec, flat).item())
-            print(f"decoder {step:5d} loss {float(loss):.4f}", file=sys.stderr)
+            lv = loss.item()
+            run.record(stage="decoder", step=step, loss=lv, mse=F_.mse_loss(rec, flat).item())
+            print(f"decoder {step:5d} loss {lv:.4f}", file=sys.stderr)
         if (step + 1) % a.checkpoint_every == 0 or step == a.steps - 1:
             run.save("decoder", step + 1, {"model": vae.decoder.state_dict(), "opt": opt.state_dict(),
                                            "step": step + 1})
@@ -507,8 +509,9 @@ def forward(a) -> int:
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.lerp_(p, 1 - d)
         if step % 10 == 0 or step == a.unet_steps - 1:
-            run.record(stage="unet", step=step, loss=loss.item(), grad_norm=float(gn), lr=opt.param_groups[0]["lr"])
-            print(f"unet {step:5d} loss {float(loss):.4f}", file=sys.stderr)
+            lv = loss.item()
+            run.record(stage="unet", step=step, loss=lv, grad_norm=float(gn), lr=opt.param_groups[0]["lr"])
+            print(f"unet {step:5d} loss {lv:.4f}", file=sys.stderr)
         if (step + 1) % a.checkpoint_every == 0 or step == a.unet_steps - 1:
             run.save("unet", step + 1, {"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                                         "step": step + 1})
@@ -615,7 +618,7 @@ def reverse(a) -> int:
             with torch.autocast(dev.type, dtype=half, enabled=half != torch.float32):
                 loss, _ = reverse_step_loss(ref, trainable, enc, x.to(dev), gen, ids)
             scaler.scale(loss / a.grad_accum).backward()
-            total += float(loss) / a.grad_accum
+            total += loss.item() / a.grad_accum
         scaler.unscale_(opt)
         gn = torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         scaler.step(opt)
