@@ -456,16 +456,33 @@ def encode(a) -> int:
     return 0
 
 
+def check_init_fits(unet, cfg: Config, folder: Path) -> None:
+    """The clips this run draws must be ones the --init UNet takes: latents of 1/8 the frame's height with 4
+    channels (8 in: the conditioning latent's 4 beside them)."""
+    size = unet.config.sample_size
+    high = size[0] if isinstance(size, (list, tuple)) else size
+    if unet.config.in_channels != 8 or high * 8 != cfg.height:
+        raise SystemExit(f"train: {folder / 'unet'} takes {high * 8}-pixel-high clips with "
+                         f"{unet.config.in_channels} input channels; this run draws {cfg.height}-pixel-high clips "
+                         "(--config). Pick the --config of the folder's model.")
+
+
 def forward(a) -> int:
     cfg = config_of(a)
     torch.set_num_threads(a.threads)
     run = Run(a.out, a.checkpoint_every)
     data = make_data(a.data, cfg.frames, cfg.height, cfg.width, a.stride, a.seed)
     torch.manual_seed(a.seed)
-    vae = train_vae(a, cfg, run, data)
-    clip = new_clip()
-    enc = Encoders(vae, clip)
-    unet = new_unet(cfg)
+    if a.init:
+        unet, vae, clip, mean, std = load_svd(a.init, torch.float32)
+        check_init_fits(unet, cfg, a.init)
+        enc = Encoders(vae, clip, mean, std)
+        print(f"train: the UNet starts from {a.init / 'unet'} (its VAE and image encoder are kept)", file=sys.stderr)
+    else:
+        vae = train_vae(a, cfg, run, data)
+        clip = new_clip()
+        enc = Encoders(vae, clip)
+        unet = new_unet(cfg)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=a.lr, weight_decay=0.01)
     start = 0
@@ -743,7 +760,7 @@ def main(argv=None) -> int:
     def autocast_flag(p):
         p.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
 
-    f = sub.add_parser("forward", help="train the VAE and the UNet from scratch")
+    f = sub.add_parser("forward", help="train the VAE and the UNet from scratch (or the UNet on, with --init)")
     common(f)
     f.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
     f.add_argument("--vae-steps", type=int, default=400)
@@ -763,6 +780,9 @@ def main(argv=None) -> int:
     autocast_flag(f)
     vae_channels_flag(f)
     f.add_argument("--latent-pool", type=Path, help="draw the UNet's batches from these encoded clips (see encode)")
+    f.add_argument("--init", type=Path,
+                   help="start from this diffusers SVD folder (the output of an earlier forward run, or a real SVD): "
+                        "its UNet trains on, its VAE and image encoder are kept (no autoencoder stage)")
     f.set_defaults(func=forward)
 
     e = sub.add_parser("encode", help="encode world clips once into a latent pool for the UNet stage")

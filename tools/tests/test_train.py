@@ -224,6 +224,42 @@ def test_unet_stage_trains_from_a_latent_pool_and_resumes(smoke_svd, tmp_path):
     assert sorted(p.name for p in (run / "checkpoints").glob("unet-*.pt"))[-1] == "unet-0000005.pt"
 
 
+def test_forward_init_trains_the_folders_unet_on_and_keeps_its_vae(smoke_svd, tmp_path):
+    """`forward --init` starts the UNet from a diffusers folder and keeps its VAE and image encoder (no autoencoder
+    stage): at learning rate 0 the written UNet is the folder's, bit for bit; at a real rate it moves."""
+    from safetensors.torch import load_file
+
+    svd = smoke_svd / "svd"
+    base = ["forward", "--config", "smoke", "--init", str(svd), "--unet-steps", "2", "--batch", "2", "--warmup", "1",
+            "--threads", "1"]
+    assert train.main(base + ["--out", str(tmp_path / "still"), "--lr", "0"]) == 0
+    assert train.main(base + ["--out", str(tmp_path / "moved"), "--lr", "1e-3"]) == 0
+
+    def tensors(folder, sub):
+        return load_file(next((folder / sub).glob("*.safetensors")))
+
+    init = tensors(svd, "unet")
+    still, moved = tensors(tmp_path / "still" / "svd", "unet"), tensors(tmp_path / "moved" / "svd", "unet")
+    assert all(torch.equal(init[k], still[k]) for k in init)
+    assert sum(not torch.equal(init[k], moved[k]) for k in init) > len(init) // 2
+    for sub in ("vae", "image_encoder"):
+        a, b = tensors(svd, sub), tensors(tmp_path / "moved" / "svd", sub)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
+    logged = [json.loads(line) for line in (tmp_path / "moved" / "log.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in logged} == {"unet"}
+
+
+def test_forward_init_with_another_frame_size_names_the_flag(smoke_svd):
+    from dataclasses import replace
+
+    unet = train.load_svd(smoke_svd / "svd", torch.float32)[0]
+    train.check_init_fits(unet, train.CONFIGS["smoke"], smoke_svd / "svd")  # its own size passes
+    with pytest.raises(SystemExit) as e:
+        train.check_init_fits(unet, replace(train.CONFIGS["smoke"], height=128), smoke_svd / "svd")
+    assert str(e.value) == (f"train: {smoke_svd / 'svd' / 'unet'} takes 64-pixel-high clips with 8 input channels; "
+                            "this run draws 128-pixel-high clips (--config). Pick the --config of the folder's model.")
+
+
 def test_vae_channels_lay_other_autoencoder_widths_over_the_config():
     from argparse import Namespace
 
