@@ -4,8 +4,9 @@
 # then the export and the committed source folders. Every stage checkpoints and resumes: run it again with the same
 # RUN folder after an interruption.
 #   bash tools/train_tiny.sh [RUN]        (default RUN=runs/tiny; needs scripts/setup-dev.sh's venv)
-# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 2½ h of a 2-core CPU uninterrupted, most of it the
-# autoencoder, which learns the sprites' colours only after ≈ 1400 steps); override them with the variables below.
+# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 3½ h of a 2-core CPU uninterrupted: the autoencoder,
+# which learns the sprites' colours only after ≈ 1400 steps, then the UNet in two runs, the second one continuing
+# the first's EMA weights with a fresh optimiser on a pool twice as large); override them with the variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup-dev.sh >/dev/null
@@ -14,6 +15,7 @@ py="$SVD_INBETWEEN_PYTHON"
 export OMP_WAIT_POLICY=PASSIVE  # one-thread trainers side by side: spinning OpenMP waits cost 5x here
 VAE_STEPS="${VAE_STEPS:-5000}" POOL_CLIPS="${POOL_CLIPS:-2048}" UNET_STEPS="${UNET_STEPS:-1600}"
 DECODER_STEPS="${DECODER_STEPS:-700}" REVERSE_STEPS="${REVERSE_STEPS:-200}"
+MORE_POOL_CLIPS="${MORE_POOL_CLIPS:-2048}" MORE_UNET_STEPS="${MORE_UNET_STEPS:-2400}"
 mkdir -p "$run"
 
 # 1. the autoencoder (its encoder fixes the latent space); --unet-steps 0 writes $run/fwd/svd/vae with its scale
@@ -36,16 +38,31 @@ dec=$!
   --vae-lr 5e-4 --unet-steps "$UNET_STEPS" --batch 16 --lr 8e-4 --checkpoint-every 100 --latent-pool "$run/pool"
 wait "$dec"
 
-# 4. the forward folder with the fine-tuned decoder, then Algorithm 1 on it
+# 4. the forward folder with the fine-tuned decoder
 rm -rf "$run/tiny-trained" && cp -r "$run/fwd/svd" "$run/tiny-trained" && rm -rf "$run/tiny-trained/vae"
 cp -r "$run/dec/vae" "$run/tiny-trained/vae"
-"$py" -m tools.train reverse --svd "$run/tiny-trained" --out "$run/rev" --threads 2 --steps "$REVERSE_STEPS" --batch 8 \
+
+# 5. the UNet trained on (docs/BENCHMARKS.md, "fifth attempt"): more clips in the pool (the encoder is the one of
+#    step 2: the decoder fine-tune froze it), then --init continues the UNet's EMA weights with a fresh AdamW, warm-up
+#    and cosine schedule; the folder's VAE (fine-tuned decoder) and image encoder are kept as they are
+more=$((MORE_POOL_CLIPS / 2))
+"$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first "$POOL_CLIPS" --count "$more" --autocast bf16 &
+enc=$!
+"$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first $((POOL_CLIPS + more)) --count "$more" \
+  --autocast bf16
+wait "$enc"
+"$py" -m tools.train forward --out "$run/fwd2" --init "$run/tiny-trained" --threads 2 --autocast bf16 \
+  --unet-steps "$MORE_UNET_STEPS" --batch 16 --lr 5e-4 --warmup 100 --checkpoint-every 100 --latent-pool "$run/pool" \
+  --seed 1
+
+# 6. Algorithm 1 on the forward folder
+"$py" -m tools.train reverse --svd "$run/fwd2/svd" --out "$run/rev" --threads 2 --steps "$REVERSE_STEPS" --batch 8 \
   --lr 5e-4 --checkpoint-every 50
 
-# 5. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
+# 7. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
 #    are taken as they are)
-"$py" -m tools.export --svd "$run/tiny-trained" --reverse-unet "$run/rev/unet" --out models/tiny --frames 7 --height 64 \
+"$py" -m tools.export --svd "$run/fwd2/svd" --reverse-unet "$run/rev/unet" --out models/tiny --frames 7 --height 64 \
   --width 128 --name tiny-world >/dev/null
-rm -rf models/tiny/source && cp -r "$run/tiny-trained" models/tiny/source && cp -r "$run/rev/unet" models/tiny/source/reverse_unet
+rm -rf models/tiny/source && cp -r "$run/fwd2/svd" models/tiny/source && cp -r "$run/rev/unet" models/tiny/source/reverse_unet
 cp "$run/rev/training.json" models/tiny/source/reverse_unet/  # how the 32 tensors were trained, beside them
 echo "models/tiny rebuilt from $run"
