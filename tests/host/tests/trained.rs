@@ -170,9 +170,8 @@ fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(bool, String)> {
 
 #[test]
 #[ignore = "the bar a model must clear to be called an in-betweener; the embedded tiny-world package does not yet: \
-            in the other pair its middle frame holds the disc as one blob (track error 0.18), but in the sun pair \
-            only the square passes (0.24): no blob of the sun's yellow is found \
-            (docs/QUALITY.md). Run with `cargo test -- --ignored` on a better-trained package."]
+            in the sun pair its middle frame holds no blob of the square's red (measured through the plugin, \
+            2026-12-04; docs/QUALITY.md). Run with `cargo test -- --ignored` on a better-trained package."]
 fn trained_model_moves_each_sprite_as_one_blob_and_frame_blend_does_not() {
     for pair in ["sun", "seed900000003"] {
         let gi = middle_inbetween_sprites(pair, 0);
