@@ -12,11 +12,24 @@ cd "$(dirname "$0")/.."
 . scripts/setup-dev.sh >/dev/null
 run="${1:-runs/tiny}"
 py="$SVD_INBETWEEN_PYTHON"
-export OMP_WAIT_POLICY=PASSIVE  # one-thread trainers side by side: spinning OpenMP waits cost 5x here
+# One-thread processes side by side (steps 2, 3, 5's encode) wait passively: spinning OpenMP waits cost 5x here.
+# Two-thread trainers alone keep the default policy, which was faster for them (docs/BENCHMARKS.md, fifth attempt).
+side_by_side() { OMP_WAIT_POLICY=PASSIVE "$@"; }
 VAE_STEPS="${VAE_STEPS:-5000}" POOL_CLIPS="${POOL_CLIPS:-2048}" UNET_STEPS="${UNET_STEPS:-1600}"
 DECODER_STEPS="${DECODER_STEPS:-700}" REVERSE_STEPS="${REVERSE_STEPS:-200}"
 MORE_POOL_CLIPS="${MORE_POOL_CLIPS:-2048}" MORE_UNET_STEPS="${MORE_UNET_STEPS:-2400}"
 mkdir -p "$run"
+
+# encode_split FIRST COUNT: clips FIRST..FIRST+COUNT-1 of the world into the pool, half on each core
+encode_split() {
+  local half=$(($2 / 2)) enc
+  side_by_side "$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first "$1" --count "$half" \
+    --autocast bf16 &
+  enc=$!
+  side_by_side "$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first $(($1 + half)) \
+    --count $(($2 - half)) --autocast bf16
+  wait "$enc"
+}
 
 # 1. the autoencoder (its encoder fixes the latent space); --unet-steps 0 writes $run/fwd/svd/vae with its scale
 "$py" -m tools.train forward --out "$run/fwd" --threads 2 --autocast bf16 --vae-steps "$VAE_STEPS" --vae-batch 1 \
@@ -24,18 +37,15 @@ mkdir -p "$run"
 rm -rf "$run/vae" && cp -r "$run/fwd/svd/vae" "$run/vae"
 
 # 2. the pool of encoded clips, split over both cores
-half=$((POOL_CLIPS / 2))
-"$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first 0 --count "$half" --autocast bf16 &
-enc=$!
-"$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first "$half" --count "$half" --autocast bf16
-wait "$enc"
+encode_split 0 "$POOL_CLIPS"
 
 # 3. the UNet on the pool, and the decoder (frozen encoder: the latent space does not move) on the other core
-"$py" -m tools.train decoder --vae "$run/vae" --out "$run/dec" --threads 1 --autocast bf16 --steps "$DECODER_STEPS" \
-  --batch 2 --lr 5e-4 --checkpoint-every 100 &
+side_by_side "$py" -m tools.train decoder --vae "$run/vae" --out "$run/dec" --threads 1 --autocast bf16 \
+  --steps "$DECODER_STEPS" --batch 2 --lr 5e-4 --checkpoint-every 100 &
 dec=$!
-"$py" -m tools.train forward --out "$run/fwd" --threads 1 --autocast bf16 --vae-steps "$VAE_STEPS" --vae-batch 1 \
-  --vae-lr 5e-4 --unet-steps "$UNET_STEPS" --batch 16 --lr 8e-4 --checkpoint-every 100 --latent-pool "$run/pool"
+side_by_side "$py" -m tools.train forward --out "$run/fwd" --threads 1 --autocast bf16 --vae-steps "$VAE_STEPS" \
+  --vae-batch 1 --vae-lr 5e-4 --unet-steps "$UNET_STEPS" --batch 16 --lr 8e-4 --checkpoint-every 100 \
+  --latent-pool "$run/pool"
 wait "$dec"
 
 # 4. the forward folder with the fine-tuned decoder
@@ -45,12 +55,7 @@ cp -r "$run/dec/vae" "$run/tiny-trained/vae"
 # 5. the UNet trained on (docs/BENCHMARKS.md, "fifth attempt"): more clips in the pool (the encoder is the one of
 #    step 2: the decoder fine-tune froze it), then --init continues the UNet's EMA weights with a fresh AdamW, warm-up
 #    and cosine schedule; the folder's VAE (fine-tuned decoder) and image encoder are kept as they are
-more=$((MORE_POOL_CLIPS / 2))
-"$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first "$POOL_CLIPS" --count "$more" --autocast bf16 &
-enc=$!
-"$py" -m tools.train encode --vae "$run/vae" --out "$run/pool" --first $((POOL_CLIPS + more)) --count "$more" \
-  --autocast bf16
-wait "$enc"
+encode_split "$POOL_CLIPS" "$MORE_POOL_CLIPS"
 "$py" -m tools.train forward --out "$run/fwd2" --init "$run/tiny-trained" --threads 2 --autocast bf16 \
   --unet-steps "$MORE_UNET_STEPS" --batch 16 --lr 5e-4 --warmup 100 --checkpoint-every 100 --latent-pool "$run/pool" \
   --seed 1
@@ -63,6 +68,7 @@ wait "$enc"
 #    are taken as they are)
 "$py" -m tools.export --svd "$run/fwd2/svd" --reverse-unet "$run/rev/unet" --out models/tiny --frames 7 --height 64 \
   --width 128 --name tiny-world >/dev/null
-rm -rf models/tiny/source && cp -r "$run/fwd2/svd" models/tiny/source && cp -r "$run/rev/unet" models/tiny/source/reverse_unet
+rm -rf models/tiny/source && cp -r "$run/fwd2/svd" models/tiny/source
+cp -r "$run/rev/unet" models/tiny/source/reverse_unet
 cp "$run/rev/training.json" models/tiny/source/reverse_unet/  # how the 32 tensors were trained, beside them
 echo "models/tiny rebuilt from $run"
