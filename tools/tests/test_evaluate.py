@@ -61,6 +61,7 @@ def test_split_runs_combine_per_pair(tmp_path, clip):
     assert table["pairs"] == 1 and table["pair_ids"] == [0]  # pair 1 has no blend score yet: left out
     assert set(table["methods"]) == {"gi", "blend"}
     assert table["methods"]["gi"]["ghosting_rate"] == 0.0 and table["methods"]["blend"]["ghosting_rate"] > 0.2
+    assert table["minus_gi"]["blend"]["ghosting_rate"]["difference"] == table["methods"]["blend"]["ghosting_rate"]
 
 
 def test_a_sprite_lost_to_the_background_is_not_found_and_old_runs_rescore(tmp_path, clip):
@@ -118,3 +119,28 @@ def test_baseline_packages_are_reused_only_for_the_source_they_were_built_from(t
     (out / "built-from.json").unlink()  # a package from before the stamp existed is rebuilt too
     evaluate.make_baseline_package(source, out, "trf")
     assert len(built) == 3
+
+
+def test_paired_differences_pool_like_the_table_and_bound_the_pair_to_pair_spread():
+    # pooled like summarise: gi's track values 0, 0, 1 -> 1/3; blend's 1, 0, 0, 0 -> 1/4
+    rows = [{"pair": 0, "gi": {"track": [0.0, 0.0]}, "blend": {"track": [1.0]}},
+            {"pair": 1, "gi": {"track": [1.0]}, "blend": {"track": [0.0, 0.0, 0.0]}}]
+    d = evaluate.paired_differences(rows)["blend"]["track_error"]
+    assert d["difference"] == pytest.approx(1 / 4 - 1 / 3)
+    assert d["ci95"][0] <= d["difference"] <= d["ci95"][1]
+    assert set(evaluate.paired_differences(rows)["blend"]) == {"track_error"}  # metrics nobody scored are left out
+
+    rng = np.random.default_rng(3)
+    gi = rng.normal(20, 2, size=40)  # pairs differ a lot from each other...
+    rows = [{"pair": k, "gi": {"psnr": [g]},
+             "blend": {"psnr": [g + 0.5 + rng.normal(0, 0.1)]},  # ...blend is always ≈ 0.5 dB better
+             "trf": {"psnr": [g + (1.0 if k % 2 else -1.0)]}}  # trf is ±1 dB: no better on balance
+            for k, g in enumerate(gi)]
+    v = evaluate.paired_differences(rows)
+    lo, hi = v["blend"]["psnr_db"]["ci95"]
+    assert 0.4 < lo < 0.5 < hi < 0.6  # the pairing removes the 2 dB pair-to-pair spread from the interval
+    assert v["trf"]["psnr_db"]["difference"] == pytest.approx(0.0)
+    lo, hi = v["trf"]["psnr_db"]["ci95"]
+    assert lo < 0 < hi
+    same = [{"pair": 0, "gi": {"ssim": [0.7, 0.8]}, "gi-noft": {"ssim": [0.7, 0.8]}}] * 3
+    assert evaluate.paired_differences(same)["gi-noft"]["ssim"] == {"difference": 0.0, "ci95": [0.0, 0.0]}
