@@ -14,9 +14,10 @@ folders: zero fine-tune delta / the stock UNet in every row), all with the same 
 runs SVD's plain sampling through the PyTorch reference pipeline (tools.reference, which the Rust sampler matches to
 2e-5), since the package has no forward-only mode.
 
-Metrics (per method, over all pairs): PSNR and SSIM of the in-betweens; sprite-track error (each sprite found by its
-colour, centroid distance to its true track as a fraction of its displacement A→B, capped at 1; a sprite that is
-not found counts 1); ghosting rate (share of (sprite, in-between) where the sprite is not exactly one solid blob of
+Metrics (per method, over all pairs): PSNR and SSIM of the in-betweens, and the PSNR split into the still
+background (pixels the true clip never changes) and the moving region (the rest: what the sprites sweep);
+sprite-track error (each sprite found by its colour, centroid distance to its true track as a fraction of its
+displacement A→B, capped at 1; a sprite that is not found counts 1); ghosting rate (share of (sprite, in-between) where the sprite is not exactly one solid blob of
 its colour); found rate (share of (sprite, in-between) where the sprite is found by its colour at all: at least one
 blob of a fifth of its true area; the other colour-based metrics rest on it); back-and-forth rate (share of
 consecutive frame pairs, keyframes included, where a sprite's centroid moves against its true direction). Only
@@ -46,7 +47,8 @@ COLOUR_TOL = 0.28  # RGB distance (0..√3) within which a pixel counts as the s
 MIN_VISIBLE = 0.5
 # per-pair score key -> table name
 METRICS = (("psnr", "psnr_db"), ("ssim", "ssim"), ("track", "track_error"), ("ghost", "ghosting_rate"),
-           ("found", "found_rate"), ("backforth", "back_and_forth_rate"))
+           ("found", "found_rate"), ("backforth", "back_and_forth_rate"), ("psnr_still", "psnr_still_db"),
+           ("psnr_moving", "psnr_moving_db"))
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -113,12 +115,21 @@ def find_sprite(frame: np.ndarray, rgb, expected_area: float):
     return np.array([allpix[:, 1].mean() + 0.5, allpix[:, 0].mean() + 0.5]), len(sig)
 
 
+def still_mask(truth: np.ndarray) -> np.ndarray:
+    """(H, W) True where the true clip never changes: background no sprite covers in any frame."""
+    return np.all(truth.max(0) - truth.min(0) <= 1e-6, axis=-1)
+
+
 def score_pair(clip: world.Clip, frames: np.ndarray) -> dict:
     """frames: (F, H, W, 3) in [0, 1], the method's output including its two keyframe slots."""
     truth = clip.frames
     nf = truth.shape[0]
     mids = range(1, nf - 1)
+    still = still_mask(truth)
     out = {"psnr": [psnr(frames[i], truth[i]) for i in mids], "ssim": [ssim(frames[i], truth[i]) for i in mids],
+           # where the PSNR is lost: the background nothing crosses, and the region the sprites sweep
+           "psnr_still": [psnr(frames[i][still], truth[i][still]) for i in mids] if still.any() else [],
+           "psnr_moving": [psnr(frames[i][~still], truth[i][~still]) for i in mids] if (~still).any() else [],
            "track": [], "ghost": [], "found": [], "backforth": []}
     for s_idx, s in enumerate(clip.sprites):
         disp = max(float(np.linalg.norm(s.pos[-1] - s.pos[0])), 1.0)

@@ -144,3 +144,16 @@ def test_paired_differences_pool_like_the_table_and_bound_the_pair_to_pair_sprea
     assert lo < 0 < hi
     same = [{"pair": 0, "gi": {"ssim": [0.7, 0.8]}, "gi-noft": {"ssim": [0.7, 0.8]}}] * 3
     assert evaluate.paired_differences(same)["gi-noft"]["ssim"] == {"difference": 0.0, "ci95": [0.0, 0.0]}
+
+
+def test_psnr_splits_into_the_still_background_and_the_moving_region(clip):
+    still = evaluate.still_mask(clip.frames)
+    assert 0.3 < still.mean() < 0.98  # the sprites sweep part of the frame, the rest never changes
+    nf = clip.frames.shape[0]
+    # frame blend is exact (to float32 rounding) wherever nothing moves, and only there
+    s = evaluate.summarise([evaluate.score_pair(clip, evaluate.blend(clip.frames[0], clip.frames[-1], nf))])
+    assert s["psnr_still_db"] > 90 and s["psnr_still_db_n"] == nf - 2
+    assert s["psnr_moving_db"] < 30
+    # a uniform error of 0.1 is 20 dB in both regions
+    s = evaluate.summarise([evaluate.score_pair(clip, np.clip(clip.frames + 0.1, 0, 1.1))])
+    assert s["psnr_still_db"] == pytest.approx(20.0) and s["psnr_moving_db"] == pytest.approx(20.0)
