@@ -17,8 +17,8 @@ runs SVD's plain sampling through the PyTorch reference pipeline (tools.referenc
 Metrics (per method, over all pairs): PSNR and SSIM of the in-betweens, and the PSNR split into the still
 background (pixels the true clip never changes) and the moving region (the rest: what the sprites sweep);
 sprite-track error (each sprite found by its colour, centroid distance to its true track as a fraction of its
-displacement A→B, capped at 1; a sprite that is not found counts 1); ghosting rate (share of (sprite, in-between) where the sprite is not exactly one solid blob of
-its colour); found rate (share of (sprite, in-between) where the sprite is found by its colour at all: at least one
+displacement A→B, capped at 1; a sprite that is not found counts 1); ghosting rate (share of (sprite, in-between)
+where the sprite is not exactly one solid blob of its colour); found rate (share of (sprite, in-between) where the sprite is found by its colour at all: at least one
 blob of a fifth of its true area; the other colour-based metrics rest on it); back-and-forth rate (share of
 consecutive frame pairs, keyframes included, where a sprite's centroid moves against its true direction). Only
 sprites at least half visible in the true frame are scored. `--combine` also writes each method's difference from
@@ -166,8 +166,6 @@ def summarise(scores: list[dict]) -> dict:
     return res
 
 
-
-
 def paired_differences(rows: list[dict], ours: str = "gi", draws: int = 2000, seed: int = 0) -> dict:
     """Each other method's table value minus ours, metric by metric, with a 95 % interval from a paired bootstrap
     over the pairs (the pairs are the independent samples; a pair's in-betweens and sprites are not). Resampling the
@@ -176,21 +174,25 @@ def paired_differences(rows: list[dict], ours: str = "gi", draws: int = 2000, se
     mean of every value of the resampled pairs."""
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(rows), size=(draws, len(rows)))
+
+    def pooled(m: str, key: str):
+        """Per pair, the sum and count of the method's values: a resample's pooled mean is then sum / count."""
+        vals = [r[m].get(key, []) for r in rows]
+        return np.array([np.sum(v) for v in vals], np.float64), np.array([len(v) for v in vals], np.float64)
+
+    mine = {key: pooled(ours, key) for key, _ in METRICS}
     out = {}
     for m in [m for m in METHODS if m != ours and all(m in r for r in rows)]:
         out[m] = {}
         for key, name in METRICS:
-            # per pair: sum and count of each method's values, so a resample's pooled mean is sum / count
-            sums = np.array([[np.sum(r[x].get(key, [])) for x in (m, ours)] for r in rows], np.float64)
-            counts = np.array([[len(r[x].get(key, [])) for x in (m, ours)] for r in rows], np.float64)
-            if counts[:, 0].sum() == 0 or counts[:, 1].sum() == 0:
+            (s_m, c_m), (s_o, c_o) = pooled(m, key), mine[key]
+            if c_m.sum() == 0 or c_o.sum() == 0:
                 continue
             with np.errstate(invalid="ignore", divide="ignore"):
-                d = sums[picks].sum(1) / counts[picks].sum(1)  # (draws, 2)
-                diffs = d[:, 0] - d[:, 1]
-            full = sums.sum(0) / counts.sum(0)
+                diffs = s_m[picks].sum(1) / c_m[picks].sum(1) - s_o[picks].sum(1) / c_o[picks].sum(1)
             lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
-            out[m][name] = {"difference": float(full[0] - full[1]), "ci95": [float(lo), float(hi)]}
+            full = s_m.sum() / c_m.sum() - s_o.sum() / c_o.sum()
+            out[m][name] = {"difference": float(full), "ci95": [float(lo), float(hi)]}
     return out
 
 
