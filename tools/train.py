@@ -11,6 +11,8 @@
         --reverse-base). The same command serves a real SVD folder on a GPU.
     python -m tools.train plot --log DIR/log.jsonl --out curve.png
 
+The UNet stages run on a GPU with --device cuda (forward's autoencoder stage stays on the CPU); forward's
+--time-budget settles the step count on the measured pace, so a lent GPU's minutes end with a finished schedule.
 Both stages checkpoint every --checkpoint-every steps into DIR/checkpoints/ and resume from the newest checkpoint
 when run again with the same DIR (the data order is a function of the step, so a resumed run sees the same clips).
 """
@@ -218,7 +220,7 @@ class Run:
 
     def latest(self, prefix: str):
         cks = sorted(self.ck.glob(f"{prefix}-*.pt"))
-        return torch.load(cks[-1], weights_only=False) if cks else None
+        return torch.load(cks[-1], weights_only=False, map_location="cpu") if cks else None
 
     def resume(self, module, state: dict, what: str):
         """Loads a checkpoint's weights into the module this run built, or stops with the flags to fix: a checkpoint
@@ -279,10 +281,21 @@ def init_posterior_std_(vae, logvar: float) -> None:
         conv.bias[lc:] = logvar
 
 
-def autocast(a):
-    """bf16 autocast on the CPU (fp32 master weights): faster steps on CPUs with AVX512-BF16/AMX (measured here, one
-    core: a VAE step 2.2-2.6 s against 3.3-4.7 s, the encoder 1.7 s against 5.3 s); `--autocast no` keeps fp32."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16")
+def autocast(a, device: torch.device | str = "cpu"):
+    """bf16 autocast (fp32 master weights): on the CPU faster steps on CPUs with AVX512-BF16/AMX (measured here, one
+    core: a VAE step 2.2-2.6 s against 3.3-4.7 s, the encoder 1.7 s against 5.3 s), on a GPU the usual mixed
+    precision; `--autocast no` keeps fp32."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=a.autocast == "bf16")
+
+
+def pick_device(spec: str) -> torch.device:
+    """`auto` is CUDA when PyTorch sees a GPU, else the CPU; a named device is taken as given."""
+    return torch.device(spec if spec != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def steps_within(seconds: float, pace: float) -> int:
+    """How many more steps of `pace` seconds each fit in `seconds` (none when the time is already spent)."""
+    return max(0, int(seconds / pace)) if pace > 0 else 0
 
 
 def train_vae(a, cfg: Config, run: Run, data):
@@ -418,18 +431,18 @@ class LatentPool:
     so the UNet draws its batches from a pool and sees each clip a few times instead; the posterior is re-sampled at
     every draw. The batch of step s is a function of (seed, s), so a resumed run sees the same clips."""
 
-    def __init__(self, root: Path, seed: int):
+    def __init__(self, root: Path, seed: int, device: torch.device | str = "cpu"):
         shards = sorted(Path(root).glob("pool-*.pt"))
         if not shards:
             raise SystemExit(f"train: {root} holds no pool-*.pt shards (write them with `python -m tools.train encode`)")
-        parts = [torch.load(p, weights_only=True) for p in shards]
-        self.t = {k: torch.cat([p[k] for p in parts]).float() for k in parts[0]}  # stored as bf16
+        parts = [torch.load(p, weights_only=True, map_location="cpu") for p in shards]
+        self.t = {k: torch.cat([p[k] for p in parts]).float().to(device) for k in parts[0]}  # stored as bf16
         self.n, self.seed = len(self.t["mean"]), seed
         print(f"train: latent pool of {self.n} clips from {len(shards)} shards", file=sys.stderr)
 
     def batch(self, step: int, size: int) -> dict:
         idx = torch.from_numpy(np.random.default_rng([self.seed, step]).choice(self.n, size, replace=False))
-        return {k: v[idx] for k, v in self.t.items()}
+        return {k: v[idx.to(v.device)] for k, v in self.t.items()}
 
 
 def encode(a) -> int:
@@ -438,8 +451,9 @@ def encode(a) -> int:
     from diffusers import AutoencoderKLTemporalDecoder
 
     torch.set_num_threads(a.threads)
+    dev = pick_device(a.device)
     vae = AutoencoderKLTemporalDecoder.from_pretrained(a.vae, torch_dtype=torch.float32).eval().requires_grad_(False)
-    enc = Encoders(vae, new_clip())
+    enc = Encoders(vae.to(dev), new_clip().to(dev))
     data = WorldData(a.frames, a.height, a.width, seed_offset=5_000_000)
     a.out.mkdir(parents=True, exist_ok=True)
     for chunk in range(a.first // a.chunk, (a.first + a.count) // a.chunk):
@@ -448,8 +462,8 @@ def encode(a) -> int:
             continue
         x, buckets = data.batch(chunk, a.chunk)
         gen = torch.Generator().manual_seed(a.seed * 5_000_011 + chunk)
-        e = encode_clips(enc, x, buckets, gen, autocast(a))
-        e = {k: v.to(torch.bfloat16) if k in ("mean", "std", "cond") else v for k, v in e.items()}
+        e = encode_clips(enc, x.to(dev), buckets, gen, autocast(a, dev))
+        e = {k: (v.to(torch.bfloat16) if k in ("mean", "std", "cond") else v).cpu() for k, v in e.items()}
         torch.save(e, path.with_suffix(".tmp"))
         os.replace(path.with_suffix(".tmp"), path)
         print(f"encode: {path.name}", file=sys.stderr, flush=True)
@@ -470,6 +484,7 @@ def check_init_fits(unet, cfg: Config, folder: Path) -> None:
 def forward(a) -> int:
     cfg = config_of(a)
     torch.set_num_threads(a.threads)
+    dev = pick_device(a.device)
     run = Run(a.out, a.checkpoint_every)
     data = make_data(a.data, cfg.frames, cfg.height, cfg.width, a.stride, a.seed)
     torch.manual_seed(a.seed)
@@ -483,39 +498,46 @@ def forward(a) -> int:
         clip = new_clip()
         enc = Encoders(vae, clip)
         unet = new_unet(cfg)
+    for m in (unet, enc.vae, enc.clip):
+        m.to(dev)
     ema = copy.deepcopy(unet).requires_grad_(False)
-    opt = torch.optim.AdamW(unet.parameters(), lr=a.lr, weight_decay=0.01)
-    start = 0
+    opt = torch.optim.AdamW(unet.parameters(), lr=a.lr, weight_decay=0.01, fused=dev.type == "cuda")
+    start, total = 0, a.unet_steps
     st = run.latest("unet")
     if st:
         run.resume(unet, st["model"], "UNet")
         ema.load_state_dict(st["ema"]), opt.load_state_dict(st["opt"])
-        start = st["step"]
-        print(f"train: resuming the UNet at step {start}", file=sys.stderr)
-    gen = torch.Generator()
+        start, total = st["step"], st.get("settled_total") or total  # a budgeted run keeps the length it settled on
+        print(f"train: resuming the UNet at step {start} of {total}", file=sys.stderr)
+    gen = torch.Generator()  # on the CPU whatever the device: the same draws on a GPU and here
     b = a.batch
-    pool = LatentPool(a.latent_pool, a.seed) if a.latent_pool else None
+    pool = LatentPool(a.latent_pool, a.seed, dev) if a.latent_pool else None
     sf = vae.config.scaling_factor
-    for step in range(start, a.unet_steps):
+    settle = start + 30 if a.time_budget and not (st and st.get("settled_total")) else None
+    settled = st.get("settled_total") if st else None
+    t_loop, t_pace = time.time(), None
+    step = start
+    while step < total:
         gen.manual_seed(a.seed * 7_000_003 + step)
         if pool:
             e = pool.batch(step, b)
         else:  # the UNet sees other clips than the VAE did (a second seed block)
             x, buckets = data.batch(step + 5_000_000 // max(1, b), b)
-            e = encode_clips(enc, x, buckets, gen, autocast(a))
-        latents = (e["mean"] + e["std"] * torch.randn(e["mean"].shape, generator=gen)) * sf
+            e = encode_clips(enc, x.to(dev), buckets, gen, autocast(a, dev))
+        e = {k: v.to(dev) for k, v in e.items()}
+        latents = (e["mean"] + e["std"] * torch.randn(e["mean"].shape, generator=gen).to(dev)) * sf
         cond, emb, strength = e["cond"], e["emb"], e["strength"]
         # conditioning dropout, so that classifier-free guidance (zero embedding + zero latents) means something
-        r = torch.rand(b, generator=gen)
+        r = torch.rand(b, generator=gen).to(dev)
         drop_both, drop_emb, drop_lat = r < a.drop, (r >= a.drop) & (r < a.drop * 1.5), (r >= a.drop * 1.5) & (r < a.drop * 2)
         emb = emb * (~(drop_both | drop_emb)).float().view(-1, 1, 1)
         cond = cond * (~(drop_both | drop_lat)).float().view(-1, 1, 1, 1)
-        ids = torch.stack([torch.full((b,), FPS_ID), e["bucket"], strength], dim=1)
-        sigma = sample_sigmas(b, gen)
-        noise = torch.randn(latents.shape, generator=gen)
+        ids = torch.stack([torch.full((b,), FPS_ID, device=dev), e["bucket"], strength], dim=1)
+        sigma = sample_sigmas(b, gen).to(dev)
+        noise = torch.randn(latents.shape, generator=gen).to(dev)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, a.unet_steps, a.lr, a.warmup)
-        with autocast(a):
+            g["lr"] = lr_at(step, total, a.lr, a.warmup)
+        with autocast(a, dev):
             loss, _ = denoising_loss(unet, latents, noise, sigma, cond, emb, ids)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -523,20 +545,28 @@ def forward(a) -> int:
         opt.step()
         with torch.no_grad():
             d = min(a.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - d)
-        if step % 10 == 0 or step == a.unet_steps - 1:
+            torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - d)
+        if settle is not None and step == settle - 20:
+            t_pace = time.time()  # the pace is measured after the first steps' warm-up (allocations, autotuning)
+        if settle is not None and step == settle:
+            pace = (time.time() - t_pace) / 20
+            total = settled = min(total, step + 1 + steps_within(a.time_budget - (time.time() - t_loop), pace))
+            run.record(stage="unet", step=step, pace_s=round(pace, 4), planned_steps=total)
+            print(f"train: {pace * 1000:.1f} ms a step; {total} steps fit the {a.time_budget:.0f} s budget",
+                  file=sys.stderr)
+        if step % 10 == 0 or step == total - 1:
             lv = loss.item()
             run.record(stage="unet", step=step, loss=lv, grad_norm=float(gn), lr=opt.param_groups[0]["lr"])
             print(f"unet {step:5d} loss {lv:.4f}", file=sys.stderr)
-        if (step + 1) % a.checkpoint_every == 0 or step == a.unet_steps - 1:
+        if (step + 1) % a.checkpoint_every == 0 or step == total - 1:
             run.save("unet", step + 1, {"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                                        "step": step + 1})
-    write_pipeline_folder(Path(a.out) / "svd", ema if a.ema > 0 else unet, vae, clip)
+                                        "step": step + 1, "settled_total": settled})
+        step += 1
+    write_pipeline_folder(Path(a.out) / "svd", (ema if a.ema > 0 else unet).cpu(), vae.cpu(), clip.cpu())
     (Path(a.out) / "svd" / "training.json").write_text(json.dumps({
         "stage": "forward", "args": {k: str(v) for k, v in vars(a).items() if k != "func"}, "config": asdict(cfg),
-        "wall_s": round(time.time() - run.t0, 1), "peak_rss_mb": peak_rss_mb(),
-        "vae_scaling_factor": vae.config.scaling_factor}, indent=2))
+        "wall_s": round(time.time() - run.t0, 1), "peak_rss_mb": peak_rss_mb(), "device": str(dev),
+        "unet_steps_run": total, "vae_scaling_factor": vae.config.scaling_factor}, indent=2))
     print(f"train: wrote {Path(a.out) / 'svd'}", file=sys.stderr)
     return 0
 
@@ -593,7 +623,7 @@ def load_svd(svd: Path, dtype):
 
 def reverse(a) -> int:
     torch.set_num_threads(a.threads)
-    dev = torch.device(a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(a.device)
     half = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[a.mixed_precision]
     unet, vae, clip, mean, std = load_svd(a.svd, half)
     cfg = unet.config
@@ -758,7 +788,10 @@ def main(argv=None) -> int:
                        help="the autoencoder's four block widths, e.g. 96,128,256,256 (default: the config's)")
 
     def autocast_flag(p):
-        p.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast on the CPU")
+        p.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast")
+
+    def device_flag(p):
+        p.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cpu")
 
     f = sub.add_parser("forward", help="train the VAE and the UNet from scratch (or the UNet on, with --init)")
     common(f)
@@ -780,6 +813,10 @@ def main(argv=None) -> int:
     autocast_flag(f)
     vae_channels_flag(f)
     f.add_argument("--latent-pool", type=Path, help="draw the UNet's batches from these encoded clips (see encode)")
+    f.add_argument("--time-budget", type=float,
+                   help="seconds for the UNet loop: after 30 steps the run settles its length on the measured pace "
+                        "(at most --unet-steps), so a lent GPU's minutes are spent in full and the schedule still ends")
+    device_flag(f)
     f.add_argument("--init", type=Path,
                    help="start from this diffusers SVD folder (the output of an earlier forward run, or a real SVD): "
                         "its UNet trains on, its VAE and image encoder are kept (no autoencoder stage)")
@@ -795,6 +832,7 @@ def main(argv=None) -> int:
     e.add_argument("--threads", type=int, default=1)
     clip_size(e)
     autocast_flag(e)
+    device_flag(e)
     e.set_defaults(func=encode)
 
     d = sub.add_parser("decoder", help="fine-tune the VAE's temporal decoder on a frozen encoder")
@@ -820,7 +858,7 @@ def main(argv=None) -> int:
     r.add_argument("--width", type=int, help="default: twice the height")
     r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
     r.add_argument("--gradient-checkpointing", action="store_true")
-    r.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cpu")
+    device_flag(r)
     r.set_defaults(func=reverse)
 
     c = sub.add_parser("check-vae", help="score the autoencoder's round trip of validation clips")

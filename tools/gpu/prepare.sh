@@ -15,4 +15,8 @@ _libs="$(dirname "$SVD_INBETWEEN_ORT_GPU_LIB")"
 tar -C "$_libs" -cf - libonnxruntime.so.1.31.1 libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so \
   | zstd -q -T0 -19 | split -b 45m -d - .gpu/ort.part-
 (cd .gpu && sha256sum ort.part-* > ort.sha256)
+# the device image has no zstd command (seen 2026-12-04); this one is linked only against libc, zlib, lzma and lz4
+cp "$(command -v zstd)" .gpu/zstd
+# the package without its diffusers source: what on-device.sh runs, small enough to travel beside a part
+rm -rf .gpu/tiny && mkdir .gpu/tiny && find models/tiny -maxdepth 1 -type f -exec cp {} .gpu/tiny/ \;
 echo "parts:" && ls -l .gpu

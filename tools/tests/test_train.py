@@ -249,6 +249,33 @@ def test_forward_init_trains_the_folders_unet_on_and_keeps_its_vae(smoke_svd, tm
     assert {r["stage"] for r in logged} == {"unet"}
 
 
+def test_steps_within_a_budget():
+    assert train.steps_within(10.0, 0.5) == 20
+    assert train.steps_within(10.0, 3.0) == 3  # whole steps only: never past the budget
+    assert train.steps_within(-1.0, 0.5) == 0  # the time is already spent
+    assert train.steps_within(10.0, 0.0) == 0
+
+
+def test_forward_time_budget_settles_the_length_and_a_resume_keeps_it(smoke_svd, tmp_path):
+    """With --time-budget the UNet loop measures its pace over steps 10-30 and settles its length on what fits (an
+    all but spent budget: stop right after the pace is measured; the cosine schedule runs to the settled length), and a
+    resumed run keeps that length instead of --unet-steps."""
+    run = tmp_path / "fwd"
+    args = ["forward", "--out", str(run), "--config", "smoke", "--init", str(smoke_svd / "svd"), "--batch", "1",
+            "--warmup", "1", "--threads", "1", "--checkpoint-every", "1000", "--unet-steps", "400",
+            "--time-budget", "0.001", "--lr", "1e-3"]
+    assert train.main(args) == 0
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    settled = [r for r in logged if "planned_steps" in r]
+    assert len(settled) == 1 and settled[0]["step"] == 30 and settled[0]["planned_steps"] == 31, settled
+    assert settled[0]["pace_s"] > 0
+    assert [r for r in logged if "loss" in r][-1]["step"] == 30
+    assert sorted(p.name for p in (run / "checkpoints").glob("unet-*.pt")) == ["unet-0000031.pt"]
+    assert json.loads((run / "svd" / "training.json").read_text())["unet_steps_run"] == 31
+    assert train.main(args[:-4] + ["--lr", "1e-3"]) == 0  # no budget now: the checkpoint's length holds
+    assert len((run / "log.jsonl").read_text().splitlines()) == len(logged)
+
+
 def test_forward_init_with_another_frame_size_names_the_flag(smoke_svd):
     from dataclasses import replace
 
