@@ -4,9 +4,10 @@
 # then the export and the committed source folders. Every stage checkpoints and resumes: run it again with the same
 # RUN folder after an interruption.
 #   bash tools/train_tiny.sh [RUN]        (default RUN=runs/tiny; needs scripts/setup-dev.sh's venv)
-# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 3½ h of a 2-core CPU uninterrupted: the autoencoder,
-# which learns the sprites' colours only after ≈ 1400 steps, then the UNet in two runs, the second one continuing
-# the first's EMA weights with a fresh optimiser on a pool twice as large); override them with the variables below.
+# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 5¾ h of a 2-core CPU and 5 min of an H200: the
+# autoencoder, which learns the sprites' colours only after ≈ 1400 steps, then the UNet in four runs, each continuing
+# the last one's EMA weights with a fresh optimiser, the last on the GPU with a pool seven times as large);
+# override them with the variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup-dev.sh >/dev/null
@@ -18,6 +19,7 @@ side_by_side() { OMP_WAIT_POLICY=PASSIVE "$@"; }
 VAE_STEPS="${VAE_STEPS:-5000}" POOL_CLIPS="${POOL_CLIPS:-2048}" UNET_STEPS="${UNET_STEPS:-1600}"
 DECODER_STEPS="${DECODER_STEPS:-700}" REVERSE_STEPS="${REVERSE_STEPS:-200}"
 MORE_POOL_CLIPS="${MORE_POOL_CLIPS:-2048}" MORE_UNET_STEPS="${MORE_UNET_STEPS:-2400}"
+SIXTH_UNET_STEPS="${SIXTH_UNET_STEPS:-2400}" GPU_POOL_CLIPS="${GPU_POOL_CLIPS:-28672}" GPU_UNET_STEPS="${GPU_UNET_STEPS:-902}"
 mkdir -p "$run"
 
 # encode_split FIRST COUNT: clips FIRST..FIRST+COUNT-1 of the world into the pool, half on each core
@@ -60,15 +62,27 @@ encode_split "$POOL_CLIPS" "$MORE_POOL_CLIPS"
   --unet-steps "$MORE_UNET_STEPS" --batch 16 --lr 5e-4 --warmup 100 --checkpoint-every 100 --latent-pool "$run/pool" \
   --seed 1
 
-# 6. Algorithm 1 on the forward folder
-"$py" -m tools.train reverse --svd "$run/fwd2/svd" --out "$run/rev" --threads 2 --steps "$REVERSE_STEPS" --batch 8 \
+# 6. the UNet trained on twice more (docs/BENCHMARKS.md, sixth attempt and first GPU run): 2400 steps on the same
+#    pool, then on a pool of 28,672 clips with batches of 256 for the 902 steps that the GPU run's 300 s budget
+#    settled on (--device auto: a GPU when PyTorch sees one; on this 2-core CPU the last stage would take ≈ 6 h, the
+#    pool's extension ≈ ½ h)
+"$py" -m tools.train forward --out "$run/fwd3" --init "$run/fwd2/svd" --threads 2 --autocast bf16 \
+  --unet-steps "$SIXTH_UNET_STEPS" --batch 16 --lr 5e-4 --warmup 100 --checkpoint-every 100 --latent-pool "$run/pool" \
+  --seed 2
+encode_split $((POOL_CLIPS + MORE_POOL_CLIPS)) $((GPU_POOL_CLIPS - POOL_CLIPS - MORE_POOL_CLIPS))
+"$py" -m tools.train forward --out "$run/fwd4" --init "$run/fwd3/svd" --device auto --threads 2 --autocast bf16 \
+  --unet-steps "$GPU_UNET_STEPS" --batch 256 --lr 5e-4 --warmup 100 --checkpoint-every 100 \
+  --latent-pool "$run/pool" --seed 3
+
+# 7. Algorithm 1 on the forward folder
+"$py" -m tools.train reverse --svd "$run/fwd4/svd" --out "$run/rev" --threads 2 --steps "$REVERSE_STEPS" --batch 8 \
   --lr 5e-4 --checkpoint-every 50
 
-# 7. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
+# 8. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
 #    are taken as they are)
-"$py" -m tools.export --svd "$run/fwd2/svd" --reverse-unet "$run/rev/unet" --out models/tiny --frames 7 --height 64 \
+"$py" -m tools.export --svd "$run/fwd4/svd" --reverse-unet "$run/rev/unet" --out models/tiny --frames 7 --height 64 \
   --width 128 --name tiny-world >/dev/null
-rm -rf models/tiny/source && cp -r "$run/fwd2/svd" models/tiny/source
+rm -rf models/tiny/source && cp -r "$run/fwd4/svd" models/tiny/source
 cp -r "$run/rev/unet" models/tiny/source/reverse_unet
 cp "$run/rev/training.json" models/tiny/source/reverse_unet/  # how the 32 tensors were trained, beside them
 echo "models/tiny rebuilt from $run"
