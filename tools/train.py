@@ -261,6 +261,11 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def peak_gpu_mb(dev: torch.device) -> float | None:
+    """The most GPU memory PyTorch's allocator held (None on the CPU)."""
+    return round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda" else None
+
+
 def lr_at(step, total, base, warmup):
     """Linear warm-up, then cosine to 10 % of the base rate."""
     if step < warmup:
@@ -566,7 +571,7 @@ def forward(a) -> int:
     (Path(a.out) / "svd" / "training.json").write_text(json.dumps({
         "stage": "forward", "args": {k: str(v) for k, v in vars(a).items() if k != "func"}, "config": asdict(cfg),
         "wall_s": round(time.time() - run.t0, 1), "peak_rss_mb": peak_rss_mb(), "device": str(dev),
-        "unet_steps_run": total, "vae_scaling_factor": vae.config.scaling_factor}, indent=2))
+        "peak_gpu_mb": peak_gpu_mb(dev), "unet_steps_run": total, "vae_scaling_factor": vae.config.scaling_factor}, indent=2))
     print(f"train: wrote {Path(a.out) / 'svd'}", file=sys.stderr)
     return 0
 
@@ -687,7 +692,8 @@ def reverse(a) -> int:
     out_unet.save_pretrained(Path(a.out) / "unet")
     (Path(a.out) / "training.json").write_text(json.dumps({
         "stage": "reverse", "args": {k: str(v) for k, v in vars(a).items() if k != "func"},
-        "wall_s": round(time.time() - run.t0, 1), "peak_rss_mb": peak_rss_mb(), "device": str(dev)}, indent=2))
+        "wall_s": round(time.time() - run.t0, 1), "peak_rss_mb": peak_rss_mb(), "device": str(dev),
+        "peak_gpu_mb": peak_gpu_mb(dev)}, indent=2))
     print(f"train: wrote {Path(a.out) / 'unet'} (use it as --reverse-unet with --reverse-base {a.svd / 'unet'})",
           file=sys.stderr)
     return 0
@@ -736,8 +742,8 @@ def check_vae(a) -> int:
 # ---------------------------------------------------------------------------------------------- loss plot
 def loss_points(rows: list[dict], stage: str) -> list[tuple[int, float]]:
     """(step, loss) of a stage in step order. A resumed run logs again the steps after its checkpoint; the later
-    rows are the ones the model kept."""
-    return sorted({r["step"]: r["loss"] for r in rows if r["stage"] == stage and r["loss"] > 0}.items())
+    rows are the ones the model kept. Rows without a loss (a budgeted run's settled length) are skipped."""
+    return sorted({r["step"]: r["loss"] for r in rows if r["stage"] == stage and r.get("loss", 0) > 0}.items())
 
 
 def plot(a) -> int:

@@ -271,7 +271,8 @@ def test_forward_time_budget_settles_the_length_and_a_resume_keeps_it(smoke_svd,
     assert settled[0]["pace_s"] > 0
     assert [r for r in logged if "loss" in r][-1]["step"] == 30
     assert sorted(p.name for p in (run / "checkpoints").glob("unet-*.pt")) == ["unet-0000031.pt"]
-    assert json.loads((run / "svd" / "training.json").read_text())["unet_steps_run"] == 31
+    record = json.loads((run / "svd" / "training.json").read_text())
+    assert record["unet_steps_run"] == 31 and record["device"] == "cpu" and record["peak_gpu_mb"] is None
     assert train.main(args[:-4] + ["--lr", "1e-3"]) == 0  # no budget now: the checkpoint's length holds
     assert len((run / "log.jsonl").read_text().splitlines()) == len(logged)
 
@@ -321,5 +322,6 @@ def test_checkpoint_mismatch_names_the_first_difference():
 def test_loss_points_keep_the_resumed_run_where_steps_repeat():
     rows = [{"stage": "unet", "step": 0, "loss": 1.0}, {"stage": "unet", "step": 10, "loss": 0.9},
             {"stage": "unet", "step": 20, "loss": 0.8}, {"stage": "vae", "step": 10, "loss": 0.5},
-            {"stage": "unet", "step": 10, "loss": 0.7}, {"stage": "unet", "step": 30, "loss": 0.6}]
+            {"stage": "unet", "step": 10, "loss": 0.7}, {"stage": "unet", "step": 30, "loss": 0.6},
+            {"stage": "unet", "step": 30, "pace_s": 0.33, "planned_steps": 902}]  # a budgeted run's settled length
     assert train.loss_points(rows, "unet") == [(0, 1.0), (10, 0.7), (20, 0.8), (30, 0.6)]
