@@ -507,19 +507,19 @@ def forward(a) -> int:
         m.to(dev)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=a.lr, weight_decay=0.01, fused=dev.type == "cuda")
-    start, total = 0, a.unet_steps
+    start, total, settled = 0, a.unet_steps, None
     st = run.latest("unet")
     if st:
         run.resume(unet, st["model"], "UNet")
         ema.load_state_dict(st["ema"]), opt.load_state_dict(st["opt"])
-        start, total = st["step"], st.get("settled_total") or total  # a budgeted run keeps the length it settled on
+        settled = st.get("settled_total")  # a budgeted run keeps the length it settled on
+        start, total = st["step"], settled or total
         print(f"train: resuming the UNet at step {start} of {total}", file=sys.stderr)
     gen = torch.Generator()  # on the CPU whatever the device: the same draws on a GPU and here
     b = a.batch
     pool = LatentPool(a.latent_pool, a.seed, dev) if a.latent_pool else None
     sf = vae.config.scaling_factor
-    settle = start + 30 if a.time_budget and not (st and st.get("settled_total")) else None
-    settled = st.get("settled_total") if st else None
+    settle = start + 30 if a.time_budget and not settled else None
     t_loop, t_pace = time.time(), None
     step = start
     while step < total:
