@@ -529,7 +529,7 @@ def forward(a) -> int:
         else:  # the UNet sees other clips than the VAE did (a second seed block)
             x, buckets = data.batch(step + 5_000_000 // max(1, b), b)
             e = encode_clips(enc, x.to(dev), buckets, gen, autocast(a, dev))
-        e = {k: v.to(dev) for k, v in e.items()}
+            e = {k: v.to(dev) for k, v in e.items()}  # the strength and bucket are drawn on the CPU
         latents = (e["mean"] + e["std"] * torch.randn(e["mean"].shape, generator=gen).to(dev)) * sf
         cond, emb, strength = e["cond"], e["emb"], e["strength"]
         # conditioning dropout, so that classifier-free guidance (zero embedding + zero latents) means something
@@ -571,7 +571,8 @@ def forward(a) -> int:
     (Path(a.out) / "svd" / "training.json").write_text(json.dumps({
         "stage": "forward", "args": {k: str(v) for k, v in vars(a).items() if k != "func"}, "config": asdict(cfg),
         "wall_s": round(time.time() - run.t0, 1), "peak_rss_mb": peak_rss_mb(), "device": str(dev),
-        "peak_gpu_mb": peak_gpu_mb(dev), "unet_steps_run": total, "vae_scaling_factor": vae.config.scaling_factor}, indent=2))
+        "peak_gpu_mb": peak_gpu_mb(dev), "unet_steps_run": total,
+        "vae_scaling_factor": vae.config.scaling_factor}, indent=2))
     print(f"train: wrote {Path(a.out) / 'svd'}", file=sys.stderr)
     return 0
 
