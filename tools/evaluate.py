@@ -25,6 +25,7 @@ sprites at least half visible in the true frame are scored. `--combine` also wri
 gi per metric with a 95 % paired-bootstrap interval over the pairs (summary.json's "minus_gi").
 
     python -m tools.evaluate --package models/tiny --source models/tiny/source --pairs 100 --out out/eval
+    (--motion rightward: the pairs of the world's one-way motion, for a model trained on it)
 """
 from __future__ import annotations
 
@@ -287,7 +288,7 @@ def rescored(row: dict, pair_dir: Path) -> dict:
     """The row's scores recomputed from the frames its run saved (after a metric changed; no method runs again)."""
     saved = np.load(pair_dir / "frames.npz")
     nf, h, w = saved["truth"].shape[:3]
-    clip = world.make_clip(row["seed"], nf, h, w)
+    clip = world.make_clip(row["seed"], nf, h, w, motion=row.get("motion", "free"))
     if not np.array_equal(clip.frames, saved["truth"]):
         raise SystemExit(f"evaluate: {pair_dir} was made by another version of the world; "
                          "its frames cannot be rescored")
@@ -333,6 +334,7 @@ def main(argv=None) -> int:
     ap.add_argument("--split", choices=["evaluation", "validation"], default="evaluation",
                     help="which held-out seeds: the evaluation's (the reported tables) or the validation range "
                          "(checks while developing a model; never the evaluation seeds)")
+    ap.add_argument("--motion", choices=world.MOTIONS, default="free", help="the world's motion (tools.world.MOTIONS)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--sheets", type=int, default=6, help="contact sheets for the first N pairs")
     ap.add_argument("--baselines", type=Path, help="folder for the baseline packages (default: OUT)")
@@ -356,7 +358,7 @@ def main(argv=None) -> int:
     timing = {m: 0.0 for m in a.methods}
     for k in range(a.first, a.first + a.pairs):
         seed = (world.EVAL_SEED_BASE if a.split == "evaluation" else world.VALIDATION_SEED_BASE) + k
-        clip = world.make_clip(seed, nf, h, w)
+        clip = world.make_clip(seed, nf, h, w, motion=a.motion)
         pdir = a.out / "pairs" / f"{k:04d}"
         pdir.mkdir(parents=True, exist_ok=True)
         a_png, b_png = pdir / "a.png", pdir / "b.png"
@@ -383,12 +385,13 @@ def main(argv=None) -> int:
             from PIL import Image
 
             Image.fromarray(np.concatenate(sum([[r, gap] for r in rows], [])[:-1])).save(a.out / f"sheet_{k:04d}.png")
-        row = {"pair": k, "seed": seed, **{m: results[m][-1] for m in a.methods}}
+        row = {"pair": k, "seed": seed, "motion": a.motion, **{m: results[m][-1] for m in a.methods}}
         (a.out / "scores.jsonl").open("a").write(json.dumps(jsonable(row)) + "\n")
         print(f"pair {k}: " + "  ".join(f"{m} track {np.mean(results[m][-1]['track'] or [np.nan]):.2f}"
                                          for m in a.methods), file=sys.stderr, flush=True)
     table = {m: summarise(results[m]) | {"seconds_per_pair": timing[m] / max(1, a.pairs)} for m in a.methods}
     (a.out / "summary.json").write_text(json.dumps({"pairs": a.pairs, "first": a.first, "seed": a.seed, "split": a.split,
+                                                     "motion": a.motion,
                                                      "package": str(a.package), "methods": table}, indent=2))
     print(json.dumps(table, indent=2))
     return 0

@@ -9,7 +9,14 @@
         Algorithm 1 of Wang et al. 2024 (arXiv 2408.15239): only the 32 attn1.to_v / attn1.to_out.0 weights of the
         16 temporal self-attention layers train; writes DIR/unet (the exporter's --reverse-unet, with --svd's unet as
         --reverse-base). The same command serves a real SVD folder on a GPU.
+    python -m tools.train check-reverse --svd DIR --reverse-unet DIR/unet [--data world|world:rightward|FOLDER]
+        The held-out loss Algorithm 1 lowers, paired on the same clips and noise: TRF's reverse branch, GI's without
+        and with the fine-tune, and the forward model on the clips played forwards (a time-symmetric world shows no
+        gap between the last and TRF: nothing for the fine-tune to learn).
     python -m tools.train plot --log DIR/log.jsonl --out curve.png
+
+--data: the procedural world ('world', or 'world:rightward' for its one-way motion, tools.world.MOTIONS) or a folder
+of frame folders (the user's own footage).
 
 The UNet stages run on a GPU with --device cuda (forward's autoencoder stage stays on the CPU); forward's
 --time-budget settles the step count on the measured pace, so a lent GPU's minutes end with a finished schedule.
@@ -72,13 +79,13 @@ class WorldData:
     """Clips of the procedural world; the seeds of step s are a pure function of (s, batch), all below the
     evaluation range. Also gives each clip's motion-bucket id from its true displacement."""
 
-    def __init__(self, frames: int, height: int, width: int, seed_offset: int = 0):
-        self.frames, self.height, self.width, self.offset = frames, height, width, seed_offset
+    def __init__(self, frames: int, height: int, width: int, seed_offset: int = 0, motion: str = "free"):
+        self.frames, self.height, self.width, self.offset, self.motion = frames, height, width, seed_offset, motion
 
     def batch(self, step: int, size: int):
         seeds = [self.offset + step * size + i for i in range(size)]
         assert max(seeds) < world.EVAL_SEED_BASE, "training seeds must stay below the evaluation range"
-        clips = [world.make_clip(s, self.frames, self.height, self.width) for s in seeds]
+        clips = [world.make_clip(s, self.frames, self.height, self.width, motion=self.motion) for s in seeds]
         x = np.stack([c.frames for c in clips]).transpose(0, 1, 4, 2, 3) * 2 - 1
         return torch.from_numpy(x.astype(np.float32)), torch.tensor([motion_bucket(c, self.width) for c in clips])
 
@@ -124,9 +131,20 @@ class FolderData:
         return torch.from_numpy(np.stack(out)), torch.full((size,), MOTION_BUCKET)
 
 
+def world_motion(spec: str) -> str | None:
+    """'world' → "free", 'world:<motion>' → that motion (tools.world.MOTIONS); anything else (a folder) → None."""
+    name, _, motion = spec.partition(":")
+    if name != "world":
+        return None
+    if (motion or "free") not in world.MOTIONS:
+        raise SystemExit(f"train: --data {spec}: the world's motions are {', '.join(world.MOTIONS)}")
+    return motion or "free"
+
+
 def make_data(spec: str, frames, height, width, stride=1, seed=0):
-    if spec == "world":
-        return WorldData(frames, height, width, seed_offset=seed * 10_000_000)
+    motion = world_motion(spec)
+    if motion:
+        return WorldData(frames, height, width, seed_offset=seed * 10_000_000, motion=motion)
     return FolderData(Path(spec), frames, height, width, stride, seed)
 
 
@@ -459,7 +477,10 @@ def encode(a) -> int:
     dev = pick_device(a.device)
     vae = AutoencoderKLTemporalDecoder.from_pretrained(a.vae, torch_dtype=torch.float32).eval().requires_grad_(False)
     enc = Encoders(vae.to(dev), new_clip().to(dev))
-    data = WorldData(a.frames, a.height, a.width, seed_offset=5_000_000)
+    motion = world_motion(a.data)
+    if motion is None:
+        raise SystemExit(f"train: encode takes the world (--data world or world:<motion>), not {a.data}")
+    data = WorldData(a.frames, a.height, a.width, seed_offset=5_000_000, motion=motion)
     a.out.mkdir(parents=True, exist_ok=True)
     for chunk in range(a.first // a.chunk, (a.first + a.count) // a.chunk):
         path = a.out / f"pool-{chunk * a.chunk:08d}.pt"
@@ -590,23 +611,30 @@ def trainable_reverse_params(unet) -> dict[str, torch.nn.Parameter]:
     return named
 
 
-def reverse_step_loss(ref, trainable, enc, clip, gen, time_ids):
-    """One step of Algorithm 1. clip: (B,F,3,H,W) forward in time. The frozen reference sees the forward clip
-    conditioned on its first frame and records its 16 temporal attention maps; the trainable copy sees the reversed
-    clip (the same noisy video flipped in time) conditioned on the last frame and uses the maps rotated 180°."""
+def reverse_inputs(enc, clip, gen):
+    """The two sides of one Algorithm 1 sample, each (latents, noise, σ, conditioning latent, embedding) for
+    denoising_loss. clip: (B,F,3,H,W) forward in time. The forward side is the clip conditioned on its first frame,
+    the reverse side the same noisy video flipped in time conditioned on the last frame (one noise, one σ, one
+    augmentation noise for both conditioning images)."""
     b = clip.shape[0]
     rev = clip.flip(1)
     lat_rev = enc.clip_latents(rev, gen)
-    lat_fwd = lat_rev.flip(1)
-    aug = torch.randn(clip[:, 0].shape, generator=gen)  # one augmentation noise for both conditioning images
+    aug = torch.randn(clip[:, 0].shape, generator=gen)
     strength = torch.full((b,), NOISE_AUG)
     cond_fwd, cond_rev = enc.cond_latent(clip[:, 0], aug, strength), enc.cond_latent(rev[:, 0], aug, strength)
-    emb_fwd, emb_rev = enc.embed(clip[:, 0]), enc.embed(rev[:, 0])
     sigma = sample_sigmas(b, gen).to(clip.device)
     eps = torch.randn(lat_rev.shape, generator=gen).to(clip.device)
-    with torch.no_grad():  # records the maps (gi.StoreProbs)
-        denoising_loss(ref, lat_fwd, eps.flip(1), sigma, cond_fwd, emb_fwd, time_ids)
-    return denoising_loss(trainable, lat_rev, eps, sigma, cond_rev, emb_rev, time_ids)  # uses them (gi.FlipProbs)
+    return ((lat_rev.flip(1), eps.flip(1), sigma, cond_fwd, enc.embed(clip[:, 0])),
+            (lat_rev, eps, sigma, cond_rev, enc.embed(rev[:, 0])))
+
+
+def reverse_step_loss(ref, trainable, enc, clip, gen, time_ids):
+    """One step of Algorithm 1: the frozen reference sees the forward side and records its 16 temporal attention
+    maps (gi.StoreProbs); the trainable copy sees the reverse side and uses the maps rotated 180° (gi.FlipProbs)."""
+    fwd, rev = reverse_inputs(enc, clip, gen)
+    with torch.no_grad():
+        denoising_loss(ref, *fwd, time_ids)
+    return denoising_loss(trainable, *rev, time_ids)
 
 
 def load_svd(svd: Path, dtype):
@@ -700,6 +728,90 @@ def reverse(a) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- reverse check
+SIGMA_BANDS = ((0.0, 0.5), (0.5, 3.0), (3.0, None))  # fine detail · placement · layout (the sampler goes 700 → 0.002)
+
+
+def mean_ci95(x: np.ndarray, draws: int = 2000, seed: int = 0) -> dict:
+    """Mean of per-clip values with a 95 % bootstrap interval over the clips."""
+    picks = np.random.default_rng(seed).integers(0, len(x), size=(draws, len(x)))
+    lo, hi = np.percentile(x[picks].mean(1), [2.5, 97.5])
+    return {"mean": float(x.mean()), "ci95": [float(lo), float(hi)]}
+
+
+def check_reverse(a) -> int:
+    """Held-out denoising loss of the reverse branch, which is what Algorithm 1 lowers: on reversed clips
+    conditioned on their last frame, paired (same clip, noise and σ), for
+      trf      the forward UNet with its own attention (TRF's reverse branch),
+      rotated  the forward UNet using the forward pass's maps rotated 180° (GI without the fine-tune),
+      gi       the fine-tuned reverse UNet using them (GI),
+    beside the forward UNet on the clips played forwards (forward). trf − forward is how much less likely the
+    forward model finds a clip played backwards: on a time-symmetric world ≈ 0, and the fine-tune has nothing to
+    learn. World clips come from the validation seeds; a footage folder should hold clips the fine-tune never saw."""
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    unet, vae, clip, mean, std = load_svd(a.svd, torch.float32)
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    rev_unet = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_unet, torch_dtype=torch.float32)
+    base = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_base, torch_dtype=torch.float32) \
+        if a.reverse_base else None
+    models = {"forward": unet.eval(), "trf": copy.deepcopy(unet).eval(), "rotated": copy.deepcopy(unet).eval(),
+              "gi": gi.authors_reverse_unet(unet, rev_unet, base).eval()}
+    gi.attach_authors_processors(models["forward"], models["rotated"], models["gi"])
+    cfg = unet.config
+    frames = a.frames or cfg.num_frames
+    height, width = a.height or cfg.sample_size * 8, a.width or cfg.sample_size * 8 * 2
+    motion = world_motion(a.data)
+    data = WorldData(frames, height, width, seed_offset=world.VALIDATION_SEED_BASE, motion=motion) if motion \
+        else FolderData(Path(a.data), frames, height, width, a.stride, a.seed)
+    enc = Encoders(vae, clip, mean, std)
+    gen = torch.Generator()
+    ids = torch.tensor([[FPS_ID, MOTION_BUCKET, NOISE_AUG]] * a.batch)
+    losses, sigmas = {k: [] for k in models}, []
+    with torch.no_grad():
+        for step in range(math.ceil(a.clips / a.batch)):
+            gen.manual_seed(a.seed * 9_000_011 + step)
+            x, _ = data.batch(step, a.batch)
+            fwd, rev = reverse_inputs(enc, x, gen)
+            losses["forward"].append(denoising_loss(models["forward"], *fwd, ids)[1])  # records the maps first
+            for k in ("trf", "rotated", "gi"):
+                losses[k].append(denoising_loss(models[k], *rev, ids)[1])
+            sigmas.append(fwd[2])
+    per = {k: torch.cat(v).numpy().astype(np.float64) for k, v in losses.items()}
+    sig = torch.cat(sigmas).numpy()
+    report = {"svd": str(a.svd), "reverse_unet": str(a.reverse_unet), "data": a.data, "clips": len(sig),
+              "loss": {k: mean_ci95(v) for k, v in per.items()}, "minus_trf": {}, "bands": []}
+    for k in ("forward", "rotated", "gi"):
+        report["minus_trf"][k] = mean_ci95(per[k] - per["trf"])
+    for lo, hi in SIGMA_BANDS:
+        m = (sig >= lo) & (sig < (hi or math.inf))
+        if m.sum() >= 2:
+            report["bands"].append({"sigma": [lo, hi], "clips": int(m.sum()),
+                                    **{f"{k}_minus_trf": mean_ci95(per[k][m] - per["trf"][m])
+                                       for k in ("forward", "rotated", "gi")}})
+    if a.out:
+        a.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(reverse_report_text(report))
+    return 0
+
+
+def reverse_report_text(r: dict) -> str:
+    def ci(d):
+        return f"{d['mean']:+.5f} [{d['ci95'][0]:+.5f}, {d['ci95'][1]:+.5f}]"
+
+    lines = [f"check-reverse: {r['clips']} clips of {r['data']}; held-out loss of the reverse branch, and minus TRF's "
+             "(paired; negative = better than TRF)"]
+    for k, d in r["loss"].items():
+        vs = f"   minus trf {ci(r['minus_trf'][k])}" if k in r["minus_trf"] else ""
+        lines.append(f"  {k:8s} {d['mean']:.5f}{vs}")
+    for b in r["bands"]:
+        lo, hi = b["sigma"]
+        lines.append(f"  σ in [{lo}, {hi or '∞'}) ({b['clips']} clips): " + "  ".join(
+            f"{k} {ci(b[f'{k}_minus_trf'])}" for k in ("forward", "rotated", "gi")))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------- autoencoder check
 def check_vae(a) -> int:
     """The autoencoder's own round trip (encode → posterior mode → decode as a clip) of validation clips (seeds
@@ -779,11 +891,15 @@ def main(argv=None) -> int:
 
     def common(p):
         p.add_argument("--out", type=Path, required=True)
-        p.add_argument("--data", default="world", help="'world' (procedural) or a folder of frame folders")
+        data_flag(p)
         p.add_argument("--stride", type=int, default=1, help="frame stride within a footage clip")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
         p.add_argument("--checkpoint-every", type=int, default=100)
+
+    def data_flag(p):
+        p.add_argument("--data", default="world", help="'world' (procedural; 'world:rightward' for its one-way motion, "
+                                                       "see tools.world.MOTIONS) or a folder of frame folders")
 
     def clip_size(p):  # the world's clip size for the stages that take no --config
         p.add_argument("--frames", type=int, default=7)
@@ -837,6 +953,7 @@ def main(argv=None) -> int:
     e.add_argument("--chunk", type=int, default=64, help="clips per shard")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=1)
+    data_flag(e)
     clip_size(e)
     autocast_flag(e)
     device_flag(e)
@@ -867,6 +984,22 @@ def main(argv=None) -> int:
     r.add_argument("--gradient-checkpointing", action="store_true")
     device_flag(r)
     r.set_defaults(func=reverse)
+
+    k = sub.add_parser("check-reverse", help="held-out loss of the reverse branch: TRF, GI without and with the fine-tune")
+    k.add_argument("--svd", type=Path, required=True, help="the forward diffusers SVD folder")
+    k.add_argument("--reverse-unet", type=Path, required=True, help="the fine-tuned UNet folder (reverse's DIR/unet)")
+    k.add_argument("--reverse-base", type=Path, help="the UNet the fine-tune started from, when not --svd's")
+    data_flag(k)
+    k.add_argument("--stride", type=int, default=1)
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--clips", type=int, default=256)
+    k.add_argument("--batch", type=int, default=8)
+    k.add_argument("--frames", type=int, help="default: the UNet's num_frames")
+    k.add_argument("--height", type=int, help="default: the UNet's sample size × 8")
+    k.add_argument("--width", type=int, help="default: twice the height")
+    k.add_argument("--threads", type=int, default=1)
+    k.add_argument("--out", type=Path, help="also write the report (JSON) here")
+    k.set_defaults(func=check_reverse)
 
     c = sub.add_parser("check-vae", help="score the autoencoder's round trip of validation clips")
     c.add_argument("--vae", type=Path, required=True, help="a VAE folder, or a vae-*.pt / decoder-*.pt checkpoint")

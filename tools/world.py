@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 
 SHAPES = ("disc", "square", "ring", "triangle")
+# "free": every direction as likely as its mirror, so a clip played backwards is as likely as forwards (the world is
+# time-symmetric, and a forward model already predicts reversed motion: Algorithm 1 has nothing to learn);
+# "rightward": the horizontal motion always goes left to right, like traffic on one side of a road, so a reversed
+# clip is one the forward model never saw (the asymmetry behind the paper's TRF failure cases).
+MOTIONS = ("free", "rightward")
 SUPERSAMPLE = 2  # shapes are rendered with analytic soft edges at 2x and box-filtered down: anti-aliased edges
 
 # Seed ranges (contract between training and evaluation): training draws seeds below 10⁸; checks made while
@@ -93,17 +98,21 @@ def _hues(rng: np.random.Generator, n: int) -> list[float]:
     return [float((start + s / 6.0 + rng.uniform(-0.02, 0.02)) % 1.0) for s in slots]
 
 
-def _trajectory(rng: np.random.Generator, frames: int, h: int, w: int, size: float) -> np.ndarray:
+def _trajectory(rng: np.random.Generator, frames: int, h: int, w: int, size: float, motion: str = "free") -> np.ndarray:
     """Centres over time: a straight line or a throw under gravity, with a clear displacement (at least a third of
-    the width overall); sometimes starting or ending outside the frame."""
+    the width overall); sometimes starting or ending outside the frame. Both motions draw the same numbers, so a
+    seed's "rightward" clip is its "free" clip with the leftward paths turned round."""
     t = np.linspace(0.0, 1.0, frames)[:, None]
     for _ in range(100):
         enter, leave = rng.uniform() < 0.15, rng.uniform() < 0.15
         margin = size + 2
         x0 = -size * 0.6 if enter else rng.uniform(margin, w - margin)
         x1 = w + size * 0.6 if leave else rng.uniform(margin, w - margin)
-        if rng.uniform() < 0.5:
+        mirror = rng.uniform() < 0.5
+        if motion == "free" and mirror:
             x0, x1 = w - x0, w - x1
+        elif motion == "rightward" and x1 < x0:  # only when both ends are in the frame (entering is from the left)
+            x0, x1 = x1, x0
         y0, y1 = rng.uniform(margin, h - margin), rng.uniform(margin, h - margin)
         start, end = np.array([x0, y0]), np.array([x1, y1])
         if np.linalg.norm(end - start) < w / 3:
@@ -141,7 +150,10 @@ def _coverage(shape: str, xs: np.ndarray, ys: np.ndarray, cx, cy, r, angle) -> n
     return np.clip(0.5 - sd, 0.0, 1.0)
 
 
-def make_clip(seed: int, frames: int = 7, height: int = 64, width: int = 128, max_sprites: int = 3) -> Clip:
+def make_clip(seed: int, frames: int = 7, height: int = 64, width: int = 128, max_sprites: int = 3,
+              motion: str = "free") -> Clip:
+    if motion not in MOTIONS:
+        raise ValueError(f"motion {motion!r}: expected one of {MOTIONS}")
     rng = np.random.default_rng(seed)
     bg = _background(rng, height, width)
     n = int(rng.integers(1, max_sprites + 1))
@@ -155,7 +167,7 @@ def make_clip(seed: int, frames: int = 7, height: int = 64, width: int = 128, ma
         tt = np.linspace(0, 1, frames, dtype=np.float32)
         sprites.append(Sprite(
             shape=SHAPES[int(rng.integers(len(SHAPES)))], rgb=rgb, hue=hue, size=size,
-            pos=_trajectory(rng, frames, height, width, size),
+            pos=_trajectory(rng, frames, height, width, size, motion),
             angle=(rng.uniform(0, 2 * np.pi) + spin * tt * np.pi).astype(np.float32),
             scale=(1 + (grow - 1) * tt).astype(np.float32), z=i))
     return render(bg, sprites, frames, height, width)
@@ -221,9 +233,9 @@ def demo_clip(frames: int = 7, height: int = 64, width: int = 128) -> Clip:
     return render(bg, sprites, frames, height, width)
 
 
-def batch(seeds, frames: int = 7, height: int = 64, width: int = 128) -> np.ndarray:
+def batch(seeds, frames: int = 7, height: int = 64, width: int = 128, motion: str = "free") -> np.ndarray:
     """(B, F, 3, H, W) float32 in [-1, 1]: what the trainers feed."""
-    clips = [make_clip(int(s), frames, height, width).frames for s in seeds]
+    clips = [make_clip(int(s), frames, height, width, motion=motion).frames for s in seeds]
     return (np.stack(clips).transpose(0, 1, 4, 2, 3) * 2 - 1).astype(np.float32)
 
 
@@ -263,9 +275,10 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=7)
     ap.add_argument("--height", type=int, default=64)
     ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--motion", choices=MOTIONS, default="free")
     ap.add_argument("--out", type=Path, required=True, help="contact sheet PNG (one row per seed)")
     a = ap.parse_args(argv)
-    rows = [contact_sheet(make_clip(s, a.frames, a.height, a.width).frames) for s in a.seed]
+    rows = [contact_sheet(make_clip(s, a.frames, a.height, a.width, motion=a.motion).frames) for s in a.seed]
     gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
     Image.fromarray(np.concatenate(sum([[r, gap] for r in rows], [])[:-1])).save(a.out)
     return 0

@@ -325,3 +325,50 @@ def test_loss_points_keep_the_resumed_run_where_steps_repeat():
             {"stage": "unet", "step": 10, "loss": 0.7}, {"stage": "unet", "step": 30, "loss": 0.6},
             {"stage": "unet", "step": 30, "pace_s": 0.33, "planned_steps": 902}]  # a budgeted run's settled length
     assert train.loss_points(rows, "unet") == [(0, 1.0), (10, 0.7), (20, 0.8), (30, 0.6)]
+
+
+def test_world_data_takes_a_motion_and_names_the_known_ones():
+    data = train.make_data("world:rightward", CFG.frames, CFG.height, CFG.width)
+    assert isinstance(data, train.WorldData) and data.motion == "rightward"
+    assert train.make_data("world", CFG.frames, CFG.height, CFG.width).motion == "free"
+    with pytest.raises(SystemExit, match="free, rightward"):
+        train.make_data("world:upward", CFG.frames, CFG.height, CFG.width)
+
+
+def test_the_reverse_side_is_the_forward_side_played_backwards():
+    enc = train.Encoders(train.new_vae(CFG).eval().requires_grad_(False), train.new_clip())
+    clip = torch.from_numpy(world.batch([11, 12], CFG.frames, CFG.height, CFG.width))
+    with torch.no_grad():
+        (lat_f, eps_f, sig_f, cond_f, emb_f), (lat_r, eps_r, sig_r, cond_r, emb_r) = train.reverse_inputs(
+            enc, clip, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(lat_f, lat_r.flip(1), rtol=0, atol=0)
+    torch.testing.assert_close(eps_f, eps_r.flip(1), rtol=0, atol=0)
+    assert torch.equal(sig_f, sig_r)
+    # each side is conditioned on its own first frame: the clip's first for the forward side, its last for the other
+    assert not torch.allclose(cond_f, cond_r) and not torch.allclose(emb_f, emb_r)
+
+
+def test_check_reverse_pairs_the_branches_on_the_same_noise(smoke_svd, tmp_path):
+    """With reverse weights equal to the forward ones, GI's branch is exactly GI-without-fine-tune's; changing one
+    of the 32 tensors changes GI's loss only; the rotation itself changes the loss against TRF's own attention."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    svd = smoke_svd / "svd"
+    args = ["check-reverse", "--svd", str(svd), "--clips", "4", "--batch", "2", "--threads", "1"]
+    same = tmp_path / "same.json"
+    assert train.main(args + ["--reverse-unet", str(svd / "unet"), "--out", str(same)]) == 0
+    r = json.loads(same.read_text())
+    assert r["clips"] == 4 and set(r["loss"]) == {"forward", "trf", "rotated", "gi"}
+    assert r["loss"]["gi"]["mean"] == r["loss"]["rotated"]["mean"]
+    assert r["loss"]["rotated"]["mean"] != r["loss"]["trf"]["mean"]
+    tuned = UNetSpatioTemporalConditionModel.from_pretrained(svd / "unet")
+    name = next(n for n, _ in tuned.named_parameters() if n.endswith(gi.REVERSE_KEYS[0]))
+    with torch.no_grad():
+        dict(tuned.named_parameters())[name].mul_(3.0)
+    tuned.save_pretrained(tmp_path / "tuned")
+    other = tmp_path / "other.json"
+    assert train.main(args + ["--reverse-unet", str(tmp_path / "tuned"), "--out", str(other)]) == 0
+    o = json.loads(other.read_text())
+    for k in ("forward", "trf", "rotated"):
+        assert o["loss"][k]["mean"] == r["loss"][k]["mean"], k
+    assert o["loss"]["gi"]["mean"] != r["loss"]["gi"]["mean"]
