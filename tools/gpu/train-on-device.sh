@@ -5,11 +5,17 @@
 # by parallel processes (the world is drawn on the CPU, ~30 ms a clip), the UNet trained on from the carried
 # --init folder for a wall-clock budget, Algorithm 1 on the result, and the outputs packed in parts small enough to
 # come back (16 MiB a file). Writes /tmp/gt/done (or /tmp/gt/failed) when it ends.
-#   usage (from the repo copy): bash tools/gpu/train-on-device.sh INIT_DIR BUDGET_S
+#   usage (from the repo copy): bash tools/gpu/train-on-device.sh INIT_DIR BUDGET_S [DATA]
+# DATA: the world's motion for every stage, world (default) or world:rightward (docs/TRAINING.md: a world that is not
+# time-symmetric, where Algorithm 1 has something to learn)
 set -uo pipefail
-init="$1"; budget="$2"
+init="$1"; budget="$2"; data="${3:-world}"
 g=/tmp/gt
 procs="${SVD_INBETWEEN_ENCODERS:-14}"; per="${SVD_INBETWEEN_CLIPS_PER_ENCODER:-2048}"
+# The first run (batch 256) took 328 ms a step for 1 TFLOP: ≈ 7,500 kernels a step whatever the batch
+# (tools/bench/train_step_ops.py), so the step is bound by dispatch and a 4× batch should cost little more time
+# (docs/BENCHMARKS.md); --time-budget settles the length on the pace measured either way.
+batch="${SVD_INBETWEEN_GPU_BATCH:-1024}"
 cd "$g" || exit 1
 step() { echo "== $(date -u +%T) $*"; }
 fail() { echo "FAILED: $*"; touch "$g/failed"; exit 1; }
@@ -26,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 step "latent pool: $procs encoders x $per clips"
 for i in $(seq 0 $((procs - 1))); do
   OMP_NUM_THREADS=1 python3 -m tools.train encode --vae "$init/vae" --out "$g/pool" --first $((i * per)) \
-    --count "$per" --chunk 64 --device cuda --threads 1 > "$g/encode-$i.log" 2>&1 &
+    --count "$per" --chunk 64 --data "$data" --device cuda --threads 1 > "$g/encode-$i.log" 2>&1 &
 done
 wait
 n=$(ls "$g/pool" | grep -c '^pool-.*\.pt$'); echo "shards: $n"
@@ -34,13 +40,13 @@ n=$(ls "$g/pool" | grep -c '^pool-.*\.pt$'); echo "shards: $n"
 
 step "forward: the UNet trained on for ${budget} s"
 python3 -m tools.train forward --out "$g/fwd" --init "$init" --device cuda --autocast bf16 \
-  --threads 8 --batch 256 --lr 5e-4 --warmup 100 --unet-steps 100000 --time-budget "$budget" \
+  --threads 8 --batch "$batch" --lr 5e-4 --warmup 100 --unet-steps 100000 --time-budget "$budget" \
   --checkpoint-every 1000 --latent-pool "$g/pool" --seed 3 2>&1 | grep -v '^unet .*[1-9]0 loss' \
   || fail "forward"
 [ -f "$g/fwd/svd/unet/config.json" ] || fail "forward wrote no UNet"
 
 step "reverse: Algorithm 1 (the shipped recipe)"
-python3 -m tools.train reverse --svd "$g/fwd/svd" --out "$g/rev" --device cuda --threads 8 \
+python3 -m tools.train reverse --svd "$g/fwd/svd" --out "$g/rev" --data "$data" --device cuda --threads 8 \
   --steps 200 --batch 8 --lr 5e-4 --checkpoint-every 50 2>&1 | grep -v '^reverse .*[1-9]0 loss' || fail "reverse"
 [ -f "$g/rev/unet/config.json" ] || fail "reverse wrote no UNet"
 

@@ -372,3 +372,15 @@ def test_check_reverse_pairs_the_branches_on_the_same_noise(smoke_svd, tmp_path)
     for k in ("forward", "trf", "rotated"):
         assert o["loss"][k]["mean"] == r["loss"][k]["mean"], k
     assert o["loss"]["gi"]["mean"] != r["loss"]["gi"]["mean"]
+
+
+def test_a_training_step_dispatches_as_many_operators_whatever_the_batch():
+    """tools/bench/train_step_ops.py, on which docs/BENCHMARKS.md rests the GPU batch size: arithmetic grows with the
+    batch, the number of kernels does not."""
+    from tools.bench.train_step_ops import measure
+
+    unet = train.new_unet(CFG).train()
+    one, four = measure(unet, 1, True), measure(unet, 4, True)
+    assert four["gflop"] == pytest.approx(4 * one["gflop"], rel=1e-6)
+    assert one["compute_operators"] > 1000
+    assert abs(four["compute_operators"] - one["compute_operators"]) < 0.02 * one["compute_operators"]
