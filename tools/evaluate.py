@@ -304,7 +304,13 @@ def combine(dirs: list[Path], out: Path, rescore: bool = False) -> int:
             row = json.loads(line)
             if rescore:
                 row = rescored(row, d / "pairs" / f"{row['pair']:04d}")
-            by_pair.setdefault(row["pair"], {}).update(row)
+            row.setdefault("motion", "free")  # runs older than the motions
+            seen = by_pair.setdefault(row["pair"], {})
+            if seen and (seen["seed"], seen["motion"]) != (row["seed"], row["motion"]):
+                raise SystemExit(f"evaluate: pair {row['pair']} of {d} is seed {row['seed']} of the {row['motion']} "
+                                 f"world, another run's is seed {seen['seed']} of the {seen['motion']} world: "
+                                 "combine runs of one split and motion")
+            seen.update(row)
     methods = [m for m in METHODS if any(m in r for r in by_pair.values())]
     # only pairs every method has scored: one table over the same pairs (a run still going leaves some out)
     by_pair = {k: r for k, r in by_pair.items() if all(m in r for m in methods)}
@@ -314,7 +320,9 @@ def combine(dirs: list[Path], out: Path, rescore: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # the merged rows too: the per-pair record of the table (bools as 0/1, as the runs write them)
     (out / "scores.jsonl").write_text("".join(json.dumps(jsonable(by_pair[k])) + "\n" for k in sorted(by_pair)))
+    motions = sorted({r["motion"] for r in by_pair.values()})
     (out / "summary.json").write_text(json.dumps({"pairs": len(by_pair), "pair_ids": sorted(by_pair),
+                                                  "motion": motions,
                                                    "from": [str(d) for d in dirs], "methods": table,
                                                    "minus_gi": versus}, indent=2))
     print(json.dumps(table, indent=2))

@@ -157,3 +157,13 @@ def test_psnr_splits_into_the_still_background_and_the_moving_region(clip):
     # a uniform error of 0.1 is 20 dB in both regions
     s = evaluate.summarise([evaluate.score_pair(clip, np.clip(clip.frames + 0.1, 0, 1.1))])
     assert s["psnr_still_db"] == pytest.approx(20.0) and s["psnr_moving_db"] == pytest.approx(20.0)
+
+
+def test_runs_of_other_motions_do_not_combine(tmp_path, clip):
+    good = evaluate.score_pair(clip, clip.frames)
+    for d, motion in (("free", None), ("right", "rightward")):
+        (tmp_path / d).mkdir()
+        row = {"pair": 0, "seed": SEED, "gi" if d == "free" else "trf": good} | ({"motion": motion} if motion else {})
+        (tmp_path / d / "scores.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(SystemExit, match="seed .* of the rightward world, another run's is seed .* of the free world"):
+        evaluate.combine([tmp_path / "free", tmp_path / "right"], tmp_path / "all")
