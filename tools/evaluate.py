@@ -322,7 +322,7 @@ def combine(dirs: list[Path], out: Path, rescore: bool = False) -> int:
     (out / "scores.jsonl").write_text("".join(json.dumps(jsonable(by_pair[k])) + "\n" for k in sorted(by_pair)))
     motions = sorted({r["motion"] for r in by_pair.values()})
     (out / "summary.json").write_text(json.dumps({"pairs": len(by_pair), "pair_ids": sorted(by_pair),
-                                                  "motion": motions,
+                                                   "motion": motions,
                                                    "from": [str(d) for d in dirs], "methods": table,
                                                    "minus_gi": versus}, indent=2))
     print(json.dumps(table, indent=2))
