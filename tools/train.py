@@ -749,37 +749,55 @@ def check_reverse(a) -> int:
     forward model finds a clip played backwards: on a time-symmetric world ≈ 0, and the fine-tune has nothing to
     learn. World clips come from the validation seeds; a footage folder should hold clips the fine-tune never saw."""
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    dev = pick_device(a.device)
     unet, vae, clip, mean, std = load_svd(a.svd, torch.float32)
     from diffusers import UNetSpatioTemporalConditionModel
 
     rev_unet = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_unet, torch_dtype=torch.float32)
     base = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_base, torch_dtype=torch.float32) \
         if a.reverse_base else None
-    models = {"forward": unet.eval(), "trf": copy.deepcopy(unet).eval(), "rotated": copy.deepcopy(unet).eval(),
-              "gi": gi.authors_reverse_unet(unet, rev_unet, base).eval()}
-    gi.attach_authors_processors(models["forward"], models["rotated"], models["gi"])
+    # one UNet serves every branch (a real SVD UNet is 6 GB): the branches differ in the 32 tensors and in what the
+    # 16 temporal layers attend with, both swapped per branch
+    tuned = {n: t.to(dev) for n, t in gi.merge_reverse_weights(unet, rev_unet, base).items()}
+    unet = unet.to(dev).eval()
+    own = {n: p.detach().clone() for n, p in unet.named_parameters() if n in tuned}
+    params = dict(unet.named_parameters())
+    layers = [m for _, m in gi.temporal_self_attention_layers(unet)]
+    store: list = [None] * len(layers)
+
+    def branch(weights: dict, processor) -> None:
+        with torch.no_grad():
+            for n, t in weights.items():
+                params[n].copy_(t)
+        for i, m in enumerate(layers):
+            m.set_processor(processor(store, i))
+
     cfg = unet.config
     frames = a.frames or cfg.num_frames
     height, width = a.height or cfg.sample_size * 8, a.width or cfg.sample_size * 8 * 2
     motion = world_motion(a.data)
     data = WorldData(frames, height, width, seed_offset=world.VALIDATION_SEED_BASE, motion=motion) if motion \
         else FolderData(Path(a.data), frames, height, width, a.stride, a.seed)
-    enc = Encoders(vae, clip, mean, std)
+    enc = Encoders(vae.to(dev), clip.to(dev), mean, std)
     gen = torch.Generator()
-    ids = torch.tensor([[FPS_ID, MOTION_BUCKET, NOISE_AUG]] * a.batch)
-    losses, sigmas = {k: [] for k in models}, []
-    with torch.no_grad():
+    ids = torch.tensor([[FPS_ID, MOTION_BUCKET, NOISE_AUG]] * a.batch, device=dev)
+    losses, sigmas = {k: [] for k in ("forward", "trf", "rotated", "gi")}, []
+    with torch.no_grad(), autocast(a, dev):
         for step in range(math.ceil(a.clips / a.batch)):
             gen.manual_seed(a.seed * 9_000_011 + step)
             x, _ = data.batch(step, a.batch)
-            fwd, rev = reverse_inputs(enc, x, gen)
-            losses["forward"].append(denoising_loss(models["forward"], *fwd, ids)[1])  # records the maps first
-            for k in ("trf", "rotated", "gi"):
-                losses[k].append(denoising_loss(models[k], *rev, ids)[1])
+            fwd, rev = reverse_inputs(enc, x.to(dev), gen)
+            branch(own, gi.StoreProbs)  # the forward branch records its maps
+            losses["forward"].append(denoising_loss(unet, *fwd, ids)[1])
+            branch(own, gi.FlipProbs)
+            losses["rotated"].append(denoising_loss(unet, *rev, ids)[1])
+            branch(tuned, gi.FlipProbs)
+            losses["gi"].append(denoising_loss(unet, *rev, ids)[1])
+            branch(own, gi.StoreProbs)  # own attention (the store is not read again this step)
+            losses["trf"].append(denoising_loss(unet, *rev, ids)[1])
             sigmas.append(fwd[2])
-    per = {k: torch.cat(v).numpy().astype(np.float64) for k, v in losses.items()}
-    sig = torch.cat(sigmas).numpy()
+    per = {k: torch.cat(v).float().cpu().numpy().astype(np.float64) for k, v in losses.items()}
+    sig = torch.cat(sigmas).cpu().numpy()
     report = {"svd": str(a.svd), "reverse_unet": str(a.reverse_unet), "data": a.data, "clips": len(sig),
               "loss": {k: mean_ci95(v) for k, v in per.items()}, "minus_trf": {}, "bands": []}
     for k in ("forward", "rotated", "gi"):
@@ -998,6 +1016,8 @@ def main(argv=None) -> int:
     k.add_argument("--height", type=int, help="default: the UNet's sample size × 8")
     k.add_argument("--width", type=int, help="default: twice the height")
     k.add_argument("--threads", type=int, default=1)
+    autocast_flag(k)
+    device_flag(k)
     k.add_argument("--out", type=Path, help="also write the report (JSON) here")
     k.set_defaults(func=check_reverse)
 
