@@ -753,6 +753,10 @@ def check_reverse(a) -> int:
     unet, vae, clip, mean, std = load_svd(a.svd, torch.float32)
     from diffusers import UNetSpatioTemporalConditionModel
 
+    for folder in filter(None, (a.reverse_unet, a.reverse_base)):
+        if not (folder / "config.json").exists():
+            raise SystemExit(f"train: {folder} is not a UNet folder (no config.json): expected the unet/ that "
+                             "`tools.train reverse` wrote (--reverse-unet) or the UNet it started from (--reverse-base)")
     rev_unet = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_unet, torch_dtype=torch.float32)
     base = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_base, torch_dtype=torch.float32) \
         if a.reverse_base else None

@@ -372,6 +372,8 @@ def test_check_reverse_pairs_the_branches_on_the_same_noise(smoke_svd, tmp_path)
     for k in ("forward", "trf", "rotated"):
         assert o["loss"][k]["mean"] == r["loss"][k]["mean"], k
     assert o["loss"]["gi"]["mean"] != r["loss"]["gi"]["mean"]
+    with pytest.raises(SystemExit, match="is not a UNet folder"):
+        train.main(args + ["--reverse-unet", str(svd)])
 
 
 def test_a_training_step_dispatches_as_many_operators_whatever_the_batch():
