@@ -398,8 +398,8 @@ def main(argv=None) -> int:
         print(f"pair {k}: " + "  ".join(f"{m} track {np.mean(results[m][-1]['track'] or [np.nan]):.2f}"
                                          for m in a.methods), file=sys.stderr, flush=True)
     table = {m: summarise(results[m]) | {"seconds_per_pair": timing[m] / max(1, a.pairs)} for m in a.methods}
-    (a.out / "summary.json").write_text(json.dumps({"pairs": a.pairs, "first": a.first, "seed": a.seed, "split": a.split,
-                                                     "motion": a.motion,
+    (a.out / "summary.json").write_text(json.dumps({"pairs": a.pairs, "first": a.first, "seed": a.seed,
+                                                     "split": a.split, "motion": a.motion,
                                                      "package": str(a.package), "methods": table}, indent=2))
     print(json.dumps(table, indent=2))
     return 0

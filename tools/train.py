@@ -756,7 +756,8 @@ def check_reverse(a) -> int:
     for folder in filter(None, (a.reverse_unet, a.reverse_base)):
         if not (folder / "config.json").exists():
             raise SystemExit(f"train: {folder} is not a UNet folder (no config.json): expected the unet/ that "
-                             "`tools.train reverse` wrote (--reverse-unet) or the UNet it started from (--reverse-base)")
+                             "`tools.train reverse` wrote (--reverse-unet) or the UNet it started from "
+                             "(--reverse-base)")
     rev_unet = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_unet, torch_dtype=torch.float32)
     base = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_base, torch_dtype=torch.float32) \
         if a.reverse_base else None
@@ -1007,7 +1008,8 @@ def main(argv=None) -> int:
     device_flag(r)
     r.set_defaults(func=reverse)
 
-    k = sub.add_parser("check-reverse", help="held-out loss of the reverse branch: TRF, GI without and with the fine-tune")
+    k = sub.add_parser("check-reverse",
+                       help="held-out loss of the reverse branch: TRF, GI without and with the fine-tune")
     k.add_argument("--svd", type=Path, required=True, help="the forward diffusers SVD folder")
     k.add_argument("--reverse-unet", type=Path, required=True, help="the fine-tuned UNet folder (reverse's DIR/unet)")
     k.add_argument("--reverse-base", type=Path, help="the UNet the fine-tune started from, when not --svd's")
