@@ -3,7 +3,9 @@
 Every clip is a pure function of its seed (numpy's PCG64), generated on the fly; nothing is stored. The motion is the
 kind Generative Inbetweening is about (the FILM/TRF failure cases in the paper): large, directional displacements
 between the first and the last frame — straight lines and throws under gravity, some sprites rotating or scaling,
-entering or leaving the frame, passing in front of one another.
+entering or leaving the frame, passing in front of one another. Two motions (MOTIONS): "free", where every path is
+as likely as its mirror image (the world is time-symmetric), and "rightward", the same clips with every horizontal
+path turned to run left to right (a clip played backwards is then one the world never makes).
 
 Colours are chosen so that a sprite can be found again by its colour in a generated frame (tools.evaluate):
 backgrounds are desaturated, sprites are saturated and their hues at least 60° apart.
