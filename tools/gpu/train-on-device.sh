@@ -16,6 +16,8 @@ procs="${SVD_INBETWEEN_ENCODERS:-14}"; per="${SVD_INBETWEEN_CLIPS_PER_ENCODER:-2
 # (tools/bench/train_step_ops.py), so the step is bound by dispatch and a 4× batch should cost little more time
 # (docs/BENCHMARKS.md); --time-budget settles the length on the pace measured either way.
 batch="${SVD_INBETWEEN_GPU_BATCH:-1024}"
+# Algorithm 1: the shipped recipe by default; on the one-way world 400 steps recovered more than 200 (docs/QUALITY.md)
+rev_steps="${SVD_INBETWEEN_REVERSE_STEPS:-200}"; rev_batch="${SVD_INBETWEEN_REVERSE_BATCH:-8}"
 cd "$g" || exit 1
 step() { echo "== $(date -u +%T) $*"; }
 fail() { echo "FAILED: $*"; touch "$g/failed"; exit 1; }
@@ -45,9 +47,9 @@ python3 -m tools.train forward --out "$g/fwd" --init "$init" --device cuda --aut
   || fail "forward"
 [ -f "$g/fwd/svd/unet/config.json" ] || fail "forward wrote no UNet"
 
-step "reverse: Algorithm 1 (the shipped recipe)"
+step "reverse: Algorithm 1, $rev_steps steps x $rev_batch clips"
 python3 -m tools.train reverse --svd "$g/fwd/svd" --out "$g/rev" --data "$data" --device cuda --threads 8 \
-  --steps 200 --batch 8 --lr 5e-4 --checkpoint-every 50 2>&1 | grep -v '^reverse .*[1-9]0 loss' || fail "reverse"
+  --steps "$rev_steps" --batch "$rev_batch" --lr 5e-4 --checkpoint-every 50 2>&1 | grep -v '^reverse .*[1-9]0 loss' || fail "reverse"
 [ -f "$g/rev/unet/config.json" ] || fail "reverse wrote no UNet"
 
 step "pack"
