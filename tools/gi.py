@@ -87,18 +87,13 @@ class FlipProbs:
         return attn.to_out[1](attn.to_out[0](_heads_merge(p @ v)))
 
 
-def attach_authors_processors(fwd_unet, *rev_unets) -> list:
-    """The forward UNet records its maps, every reverse UNet given uses them (several: to compare weights)."""
+def attach_authors_processors(fwd_unet, rev_unet) -> list:
     store: list = [None] * 16
-    fl = temporal_self_attention_layers(fwd_unet)
-    assert len(fl) == 16, f"expected 16 temporal self-attention layers, found {len(fl)}"
-    for i, (_, fa) in enumerate(fl):
+    fl, rl = temporal_self_attention_layers(fwd_unet), temporal_self_attention_layers(rev_unet)
+    assert len(fl) == len(rl) == 16, f"expected 16 temporal self-attention layers, found {len(fl)}"
+    for i, ((_, fa), (_, ra)) in enumerate(zip(fl, rl)):
         fa.set_processor(StoreProbs(store, i))
-    for rev_unet in rev_unets:
-        rl = temporal_self_attention_layers(rev_unet)
-        assert len(rl) == 16, f"expected 16 temporal self-attention layers, found {len(rl)}"
-        for i, (_, ra) in enumerate(rl):
-            ra.set_processor(FlipProbs(store, i))
+        ra.set_processor(FlipProbs(store, i))
     return store
 
 
