@@ -637,6 +637,13 @@ def reverse_step_loss(ref, trainable, enc, clip, gen, time_ids):
     return denoising_loss(trainable, *rev, time_ids)
 
 
+def clip_size_of(a, unet_config) -> tuple[int, int, int]:
+    """(frames, height, width) of the clips: each flag where given, else the UNet's (its sample size × 8 high, twice
+    that wide)."""
+    size = unet_config.sample_size * 8
+    return a.frames or unet_config.num_frames, a.height or size, a.width or size * 2
+
+
 def load_svd(svd: Path, dtype):
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionModelWithProjection
@@ -661,8 +668,7 @@ def reverse(a) -> int:
     half = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[a.mixed_precision]
     unet, vae, clip, mean, std = load_svd(a.svd, half)
     cfg = unet.config
-    frames = a.frames or cfg.num_frames
-    height, width = a.height or cfg.sample_size * 8, a.width or cfg.sample_size * 8 * 2
+    frames, height, width = clip_size_of(a, cfg)
     run = Run(a.out, a.checkpoint_every)
     data = make_data(a.data, frames, height, width, a.stride, a.seed + 1)
     ref = copy.deepcopy(unet).to(dev, half).eval().requires_grad_(False)
@@ -778,8 +784,7 @@ def check_reverse(a) -> int:
             m.set_processor(processor(store, i))
 
     cfg = unet.config
-    frames = a.frames or cfg.num_frames
-    height, width = a.height or cfg.sample_size * 8, a.width or cfg.sample_size * 8 * 2
+    frames, height, width = clip_size_of(a, cfg)
     motion = world_motion(a.data)
     data = WorldData(frames, height, width, seed_offset=world.VALIDATION_SEED_BASE, motion=motion) if motion \
         else FolderData(Path(a.data), frames, height, width, a.stride, a.seed)
