@@ -11,6 +11,8 @@ Colours are chosen so that a sprite can be found again by its colour in a genera
 backgrounds are desaturated, sprites are saturated and their hues at least 60° apart.
 
     python -m tools.world --seed 7 --out /tmp/clip.png     # a contact sheet of one clip
+    python -m tools.world --fixtures . --motion M           # demo keyframes + the plugin test's pairs, world M
+    python -m tools.world --demo-picture out/demo --motion M --out docs/img/demo.png   # after scripts/demo.sh
 """
 from __future__ import annotations
 
@@ -212,9 +214,11 @@ def _unbounded_grid(s: Sprite, f: int, ss: int):
     return (xs + 0.5) / ss + np.floor(s.pos[f, 0]), (ys + 0.5) / ss + np.floor(s.pos[f, 1])
 
 
-def demo_clip(frames: int = 7, height: int = 64, width: int = 128) -> Clip:
+def demo_clip(frames: int = 7, height: int = 64, width: int = 128, motion: str = "free") -> Clip:
     """The README/demo scene in the world's style, not from any seed: a sun thrown in an arc over a horizon while a
-    red square slides the other way below it."""
+    red square slides below it — the other way in the "free" world, the same way (left to right) in "rightward"."""
+    if motion not in MOTIONS:
+        raise ValueError(f"motion {motion!r}: expected one of {MOTIONS}")
     t = np.linspace(0, 1, frames, dtype=np.float32)
     y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     sky_top, sky_low, ground = (np.array(c, np.float32) for c in ((0.36, 0.45, 0.62), (0.72, 0.70, 0.66),
@@ -225,7 +229,7 @@ def demo_clip(frames: int = 7, height: int = 64, width: int = 128) -> Clip:
                          (height, width, 3)).copy()
     sun_x = 0.16 * width + t * 0.68 * width
     sun_y = 0.55 * height - 4 * 0.32 * height * t * (1 - t)
-    sq_x = 0.82 * width - t * 0.55 * width
+    sq_x = 0.82 * width - t * 0.55 * width if motion == "free" else 0.27 * width + t * 0.55 * width
     sprites = [
         Sprite("square", (0.86, 0.16, 0.12), 0.01, 0.11 * height, np.stack([sq_x, np.full_like(t, 0.83 * height)], 1),
                t * 1.2, np.ones_like(t), 0),
@@ -269,6 +273,43 @@ def write_pair_fixture(clip: Clip, out: Path) -> None:
     }, indent=1) + "\n")
 
 
+# The plugin test's pairs (tests/host/tests/trained.rs) and the demo keyframes, at twice the model size (the plugin
+# resizes, as it would a host's frames): the demo scene and one fixture seed.
+FIXTURE_SEED = 900_000_003
+
+
+def write_fixtures(root: Path, motion: str, frames: int = 7, height: int = 128, width: int = 256) -> None:
+    """assets/keyframes/{a,b}.png and tests/fixtures/trained/{sun,seed<FIXTURE_SEED>}/ under root, in the world the
+    embedded model was trained on (`motion`)."""
+    import shutil
+
+    fixtures = root / "tests/fixtures/trained"
+    write_pair_fixture(demo_clip(frames, height, width, motion=motion), fixtures / "sun")
+    write_pair_fixture(make_clip(FIXTURE_SEED, frames, height, width, motion=motion),
+                       fixtures / f"seed{FIXTURE_SEED}")
+    (root / "assets/keyframes").mkdir(parents=True, exist_ok=True)
+    for name in ("a.png", "b.png"):
+        shutil.copyfile(fixtures / "sun" / name, root / "assets/keyframes" / name)
+
+
+def demo_picture(demo_out: Path, motion: str) -> np.ndarray:
+    """The README picture from `scripts/demo.sh`'s frames: the true demo clip, the plugin's generated in-betweens
+    (demo_out/plugin/frame_*.png) and its frame blend (demo_out/blend/), a row each, 2-pixel white gaps."""
+    from PIL import Image
+
+    rows = []
+    for sub in ("plugin", "blend"):
+        paths = sorted((demo_out / sub).glob("frame_*.png"))
+        if not paths:
+            raise SystemExit(f"world: no {demo_out / sub}/frame_*.png: run scripts/demo.sh first")
+        rows.append(np.stack([np.asarray(Image.open(q).convert("RGB"), np.float32) / 255 for q in paths]))
+    f, h, w, _ = rows[0].shape
+    rows.insert(0, demo_clip(f, h, w, motion=motion).frames)
+    sheets = [contact_sheet(r) for r in rows]
+    gap = np.full((2, sheets[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([sheets[0], gap, sheets[1], gap, sheets[2]])
+
+
 def main(argv=None) -> int:
     from PIL import Image
 
@@ -278,8 +319,23 @@ def main(argv=None) -> int:
     ap.add_argument("--height", type=int, default=64)
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--motion", choices=MOTIONS, default="free")
-    ap.add_argument("--out", type=Path, required=True, help="contact sheet PNG (one row per seed)")
+    ap.add_argument("--out", type=Path, help="contact sheet PNG (one row per seed)")
+    ap.add_argument("--fixtures", type=Path, metavar="ROOT",
+                    help="instead: write the demo keyframes and the plugin test's pairs under ROOT (the repository) "
+                         "in --motion's world")
+    ap.add_argument("--demo-picture", type=Path, metavar="DEMO_OUT",
+                    help="instead: the README picture (to --out) from scripts/demo.sh's output folder (out/demo)")
     a = ap.parse_args(argv)
+    if a.demo_picture:
+        if a.out is None:
+            ap.error("--demo-picture needs --out")
+        Image.fromarray(demo_picture(a.demo_picture, a.motion)).save(a.out)
+        return 0
+    if a.fixtures:
+        write_fixtures(a.fixtures, a.motion, a.frames, 2 * a.height, 2 * a.width)
+        return 0
+    if a.out is None:
+        ap.error("--out or --fixtures is required")
     rows = [contact_sheet(make_clip(s, a.frames, a.height, a.width, motion=a.motion).frames) for s in a.seed]
     gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
     Image.fromarray(np.concatenate(sum([[r, gap] for r in rows], [])[:-1])).save(a.out)

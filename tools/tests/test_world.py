@@ -37,3 +37,52 @@ def test_rightward_motion_turns_every_path_left_to_right_and_keeps_the_rest_of_t
 def test_an_unknown_motion_names_the_known_ones():
     with pytest.raises(ValueError, match="'free', 'rightward'"):
         world.make_clip(0, motion="upward")
+
+
+def test_the_demo_scene_follows_the_motion():
+    free, right = world.demo_clip(motion="free"), world.demo_clip(motion="rightward")
+    dx = {m: [s.pos[-1, 0] - s.pos[0, 0] for s in c.sprites] for m, c in (("free", free), ("rightward", right))}
+    assert dx["free"][0] < 0 < dx["free"][1]  # the square slides against the sun
+    assert min(dx["rightward"]) > 0 and abs(dx["rightward"][0]) == pytest.approx(abs(dx["free"][0]))
+    np.testing.assert_array_equal(free.sprites[1].pos, right.sprites[1].pos)  # the sun's throw is the same
+
+
+def test_committed_keyframes_and_plugin_fixtures_are_the_embedded_models_world(tmp_path):
+    """assets/keyframes and tests/fixtures/trained are exactly what `--fixtures` writes in the world the embedded
+    model's reverse UNet was fine-tuned on (its training.json), so demo, test and model never disagree."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from tools.train import world_motion
+
+    root = Path(__file__).resolve().parents[2]
+    spec = json.loads((root / "models/tiny/source/reverse_unet/training.json").read_text())["args"]["data"]
+    world.write_fixtures(tmp_path, world_motion(spec))
+    made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert len(made) == 8
+    for rel in made:
+        if rel.suffix == ".png":
+            np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / rel)), np.asarray(Image.open(root / rel)),
+                                          err_msg=str(rel))
+        else:
+            assert (tmp_path / rel).read_text() == (root / rel).read_text(), rel
+
+
+def test_the_demo_picture_stacks_truth_generated_and_blend(tmp_path):
+    from PIL import Image
+
+    for sub, v in (("plugin", 10), ("blend", 200)):
+        (tmp_path / sub).mkdir()
+        for t in range(7):
+            Image.fromarray(np.full((32, 64, 3), v + t, np.uint8)).save(tmp_path / sub / f"frame_{t:04}.png")
+    pic = world.demo_picture(tmp_path, "rightward")
+    assert pic.shape == (3 * 32 + 4, 7 * 66 - 2, 3)
+    np.testing.assert_array_equal(pic[:32], world.contact_sheet(world.demo_clip(7, 32, 64, "rightward").frames))
+    assert (pic[32:34] == 255).all() and pic[34, 66 * 3, 0] == 13 and pic[68, 66 * 6, 0] == 206
+
+
+def test_the_demo_picture_says_to_run_the_demo_first(tmp_path):
+    with pytest.raises(SystemExit, match="run scripts/demo.sh first"):
+        world.demo_picture(tmp_path, "free")
