@@ -295,7 +295,26 @@ def rescored(row: dict, pair_dir: Path) -> dict:
     return {k: (score_pair(clip, saved[saved_name(k)]) if k in METHODS else v) for k, v in row.items()}
 
 
-def combine(dirs: list[Path], out: Path, rescore: bool = False) -> int:
+def combined_sheet(dirs: list[Path], pair: int, methods: list[str]) -> np.ndarray:
+    """Contact sheet of one pair whose methods ran in different runs: rows truth, then `methods` in order, each read
+    from the first run whose saved frames hold it."""
+    found = {}
+    for d in dirs:
+        npz = d / "pairs" / f"{pair:04d}" / "frames.npz"
+        if npz.exists():
+            saved = np.load(npz)
+            for name in ["truth", *map(saved_name, methods)]:
+                if name in saved.files:
+                    found.setdefault(name, saved[name])
+    missing = [n for n in ["truth", *map(saved_name, methods)] if n not in found]
+    if missing:
+        raise SystemExit(f"evaluate: pair {pair}: no saved frames for {', '.join(missing)} in {', '.join(map(str, dirs))}")
+    rows = [world.contact_sheet(found[n]) for n in ["truth", *map(saved_name, methods)]]
+    gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate(sum([[r, gap] for r in rows], [])[:-1])
+
+
+def combine(dirs: list[Path], out: Path, rescore: bool = False, sheets: int = 0) -> int:
     """One table from several runs' per-pair scores: pairs counted once each, and a pair's methods may come from
     different runs (e.g. the baselines on one core while the fine-tune still trains, ours later on the other)."""
     by_pair = {}
@@ -320,6 +339,11 @@ def combine(dirs: list[Path], out: Path, rescore: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # the merged rows too: the per-pair record of the table (bools as 0/1, as the runs write them)
     (out / "scores.jsonl").write_text("".join(json.dumps(jsonable(by_pair[k])) + "\n" for k in sorted(by_pair)))
+    if sheets:
+        from PIL import Image
+
+        for k in sorted(by_pair)[:sheets]:
+            Image.fromarray(combined_sheet(dirs, k, methods)).save(out / f"sheet_{k:04d}.png")
     motions = sorted({r["motion"] for r in by_pair.values()})
     (out / "summary.json").write_text(json.dumps({"pairs": len(by_pair), "pair_ids": sorted(by_pair),
                                                    "motion": motions,
@@ -344,7 +368,9 @@ def main(argv=None) -> int:
                          "(checks while developing a model; never the evaluation seeds)")
     ap.add_argument("--motion", choices=world.MOTIONS, default="free", help="the world's motion (tools.world.MOTIONS)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--sheets", type=int, default=6, help="contact sheets for the first N pairs")
+    ap.add_argument("--sheets", type=int,
+                    help="contact sheets for the first N pairs (default 6; with --combine, default 0: rows truth, "
+                         "then every method, from the runs' saved frames)")
     ap.add_argument("--baselines", type=Path, help="folder for the baseline packages (default: OUT)")
     ap.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
                     help="only summarise the scores.jsonl of these earlier runs (e.g. split across processes) into OUT")
@@ -352,7 +378,7 @@ def main(argv=None) -> int:
                     help="with --combine: score each pair again from its saved frames.npz (metrics changed since)")
     a = ap.parse_args(argv)
     if a.combine:
-        return combine(a.combine, a.out, a.rescore)
+        return combine(a.combine, a.out, a.rescore, a.sheets or 0)
     source = a.source or a.package / "source"
     man = json.loads((a.package / "manifest.json").read_text())
     nf, h, w = man["num_frames"], man["height"], man["width"]
@@ -387,7 +413,7 @@ def main(argv=None) -> int:
             timing[m] += time.time() - t0
             results[m].append(score_pair(clip, outs[m]))
         np.savez_compressed(pdir / "frames.npz", truth=clip.frames, **{saved_name(m): v for m, v in outs.items()})
-        if k - a.first < a.sheets:
+        if k - a.first < (6 if a.sheets is None else a.sheets):
             rows = [world.contact_sheet(clip.frames)] + [world.contact_sheet(outs[m]) for m in a.methods]
             gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
             from PIL import Image

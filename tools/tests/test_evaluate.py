@@ -64,6 +64,28 @@ def test_split_runs_combine_per_pair(tmp_path, clip):
     assert table["minus_gi"]["blend"]["ghosting_rate"]["difference"] == table["methods"]["blend"]["ghosting_rate"]
 
 
+def test_combine_draws_each_pairs_methods_from_the_runs_that_made_them(tmp_path, clip):
+    nf = clip.frames.shape[0]
+    blend = evaluate.blend(clip.frames[0], clip.frames[-1], nf)
+    for run, arrays, methods in (("base", {"truth": clip.frames, "blend": blend}, ("blend",)),
+                                 ("ours", {"truth": clip.frames, "gi": clip.frames[::-1]}, ("gi",))):
+        (tmp_path / run / "pairs" / "0000").mkdir(parents=True)
+        np.savez_compressed(tmp_path / run / "pairs" / "0000" / "frames.npz", **arrays)
+        row = {"pair": 0, "seed": SEED, **{m: evaluate.score_pair(clip, arrays[m]) for m in methods}}
+        (tmp_path / run / "scores.jsonl").write_text(json.dumps(evaluate.jsonable(row)) + "\n")
+    evaluate.combine([tmp_path / "base", tmp_path / "ours"], tmp_path / "all", sheets=3)
+    from PIL import Image
+
+    sheet = np.asarray(Image.open(tmp_path / "all" / "sheet_0000.png"))
+    h = clip.frames.shape[1]
+    # rows: truth, then the methods in METHODS order (gi before blend), whichever run saved them
+    for row, frames in enumerate((clip.frames, clip.frames[::-1], blend)):
+        np.testing.assert_array_equal(sheet[row * (h + 2):row * (h + 2) + h], world.contact_sheet(frames))
+    assert sheet.shape[0] == 3 * h + 4
+    with pytest.raises(SystemExit, match="pair 0: no saved frames for gi in"):
+        evaluate.combined_sheet([tmp_path / "base"], 0, ["gi"])
+
+
 def test_a_sprite_lost_to_the_background_is_not_found_and_old_runs_rescore(tmp_path, clip):
     nf = clip.frames.shape[0]
     # the truth with every sprite painted over by the pixel colour of the clip's first-frame corner
