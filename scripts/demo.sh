@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, set-up included (see README): build the OpenFX bundle, then render the in-between frames of a
-# 7-frame clip (keyframes 0 and 6: a sun thrown over a horizon, a square sliding the other way) through the plugin
+# 7-frame clip (keyframes 0 and 6: a sun thrown over a horizon, a square sliding the same way) through the plugin
 # in the in-repo host, exactly as an editor's host would call it, on the embedded tiny package (a model of SVD-XT's
-# architecture trained here on a procedural sprite world at 128x64: docs/TRAINING.md, measured in docs/QUALITY.md).
+# architecture trained here on a procedural sprite world at 128x64 whose motion runs left to right: docs/TRAINING.md,
+# measured in docs/QUALITY.md).
 # Also runs the same generation with the CLI. Outputs under out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
