@@ -169,24 +169,32 @@ fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(bool, String)> {
 }
 
 #[test]
-#[ignore = "the bar a model must clear to be called an in-betweener; the embedded tiny-world package does not yet: \
-            in the sun pair its middle frame holds the sun as one blob but 0.31 of its displacement from its true \
-            centre (the bar: 0.25; measured through the plugin, 2026-12-04, seventh attempt; docs/QUALITY.md). \
-            Run with `cargo test -- --ignored` on a better-trained package."]
+#[ignore = "the bar a model must clear to be called an in-betweener; the embedded tiny-world-rightward package \
+            misses it by one sprite of three: the middle frame holds each sprite as one blob, the sun 0.21 and the \
+            seed pair's disc 0.16 of their displacement from their true centres, but the red square 0.28 (the bar: \
+            0.25; frame blend fails as it should; measured through the plugin, 2026-12-05, eighth attempt; \
+            docs/QUALITY.md). Run with `cargo test -- --ignored` on a better-trained package."]
 fn trained_model_moves_each_sprite_as_one_blob_and_frame_blend_does_not() {
+    // every sprite of both pairs is measured before anything fails, so a miss reports all of them
+    let mut misses = Vec::new();
     for pair in ["sun", "seed900000003"] {
         let gi = middle_inbetween_sprites(pair, 0);
         assert!(
             !gi.is_empty(),
             "{pair}: no sprite visible in the middle frame"
         );
-        for (ok, what) in &gi {
-            assert!(*ok, "generative: {what}");
-        }
-        let blend = middle_inbetween_sprites(pair, 1);
-        assert!(
-            blend.iter().any(|(ok, _)| !ok),
-            "frame blend unexpectedly holds every sprite as one blob: {blend:?}"
+        misses.extend(
+            gi.iter()
+                .filter(|(ok, _)| !ok)
+                .map(|(_, what)| format!("generative: {what}")),
         );
+        let blend = middle_inbetween_sprites(pair, 1);
+        if blend.iter().all(|(ok, _)| *ok) {
+            misses.push(format!(
+                "frame blend unexpectedly holds every sprite as one blob: {blend:?}"
+            ));
+        }
+        eprintln!("{pair}: generative {gi:?}");
     }
+    assert!(misses.is_empty(), "{misses:#?}");
 }
