@@ -298,20 +298,19 @@ def rescored(row: dict, pair_dir: Path) -> dict:
 def combined_sheet(dirs: list[Path], pair: int, methods: list[str]) -> np.ndarray:
     """Contact sheet of one pair whose methods ran in different runs: rows truth, then `methods` in order, each read
     from the first run whose saved frames hold it."""
+    names = ["truth", *map(saved_name, methods)]
     found = {}
     for d in dirs:
         npz = d / "pairs" / f"{pair:04d}" / "frames.npz"
         if npz.exists():
             saved = np.load(npz)
-            for name in ["truth", *map(saved_name, methods)]:
+            for name in names:
                 if name in saved.files:
                     found.setdefault(name, saved[name])
-    missing = [n for n in ["truth", *map(saved_name, methods)] if n not in found]
+    missing = [n for n in names if n not in found]
     if missing:
         raise SystemExit(f"evaluate: pair {pair}: no saved frames for {', '.join(missing)} in {', '.join(map(str, dirs))}")
-    rows = [world.contact_sheet(found[n]) for n in ["truth", *map(saved_name, methods)]]
-    gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
-    return np.concatenate(sum([[r, gap] for r in rows], [])[:-1])
+    return world.stack_rows([world.contact_sheet(found[n]) for n in names])
 
 
 def combine(dirs: list[Path], out: Path, rescore: bool = False, sheets: int = 0) -> int:
@@ -415,10 +414,9 @@ def main(argv=None) -> int:
         np.savez_compressed(pdir / "frames.npz", truth=clip.frames, **{saved_name(m): v for m, v in outs.items()})
         if k - a.first < (6 if a.sheets is None else a.sheets):
             rows = [world.contact_sheet(clip.frames)] + [world.contact_sheet(outs[m]) for m in a.methods]
-            gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
             from PIL import Image
 
-            Image.fromarray(np.concatenate(sum([[r, gap] for r in rows], [])[:-1])).save(a.out / f"sheet_{k:04d}.png")
+            Image.fromarray(world.stack_rows(rows)).save(a.out / f"sheet_{k:04d}.png")
         row = {"pair": k, "seed": seed, "motion": a.motion, **{m: results[m][-1] for m in a.methods}}
         (a.out / "scores.jsonl").open("a").write(json.dumps(jsonable(row)) + "\n")
         print(f"pair {k}: " + "  ".join(f"{m} track {np.mean(results[m][-1]['track'] or [np.nan]):.2f}"

@@ -254,6 +254,12 @@ def contact_sheet(frames01: np.ndarray) -> np.ndarray:
     return np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)
 
 
+def stack_rows(sheets: list[np.ndarray]) -> np.ndarray:
+    """Contact-sheet rows of equal width, top to bottom, with 2-pixel white gaps."""
+    gap = np.full((2, sheets[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate(sum([[r, gap] for r in sheets], [])[:-1])
+
+
 def write_pair_fixture(clip: Clip, out: Path) -> None:
     """Keyframes a.png (frame 0) and b.png (frame F−1) plus truth.json: every sprite's colour and true centres, for
     tests that check an in-between without Python (tests/host/tests/trained.rs)."""
@@ -305,9 +311,7 @@ def demo_picture(demo_out: Path, motion: str) -> np.ndarray:
         rows.append(np.stack([np.asarray(Image.open(q).convert("RGB"), np.float32) / 255 for q in paths]))
     f, h, w, _ = rows[0].shape
     rows.insert(0, demo_clip(f, h, w, motion=motion).frames)
-    sheets = [contact_sheet(r) for r in rows]
-    gap = np.full((2, sheets[0].shape[1], 3), 255, np.uint8)
-    return np.concatenate([sheets[0], gap, sheets[1], gap, sheets[2]])
+    return stack_rows([contact_sheet(r) for r in rows])
 
 
 def main(argv=None) -> int:
@@ -337,8 +341,7 @@ def main(argv=None) -> int:
     if a.out is None:
         ap.error("--out or --fixtures is required")
     rows = [contact_sheet(make_clip(s, a.frames, a.height, a.width, motion=a.motion).frames) for s in a.seed]
-    gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
-    Image.fromarray(np.concatenate(sum([[r, gap] for r in rows], [])[:-1])).save(a.out)
+    Image.fromarray(stack_rows(rows)).save(a.out)
     return 0
 
 
