@@ -4,12 +4,14 @@ For each pair (frame 0 and frame F−1 of a world clip, the true in-betweens bet
 frames; the F−2 in-betweens are scored against the truth:
 
   gi          ours: Generative Inbetweening through the Rust CLI on the exported package (paper defaults)
+  gi-linear   the same with the authors' other fusion (`--fusion linear`: output frame i weighs the forward branch
+              by 1 − i/(F−1)); an option of the product, not the paper's default
   gi-noft     the same without the fine-tune: a package whose reverse weights are the forward ones (rotation kept)
   trf         TRF-style: the reverse branch is the unmodified forward UNet with its own attention (no rotation)
   forward     forward-only SVD from keyframe A (keyframe B unused)
   blend       frame blend (the preview baseline)
 
-gi, gi-noft and trf run through `svd-inbetween generate` (the last two on packages the exporter builds from the same
+gi, gi-linear, gi-noft and trf run through `svd-inbetween generate` (the last two on packages the exporter builds from the same
 folders: zero fine-tune delta / the stock UNet in every row), all with the same sampler and paper defaults; forward
 runs SVD's plain sampling through the PyTorch reference pipeline (tools.reference, which the Rust sampler matches to
 2e-5), since the package has no forward-only mode.
@@ -21,7 +23,8 @@ displacement A→B, capped at 1; a sprite that is not found counts 1); ghosting 
 where the sprite is not exactly one solid blob of its colour); found rate (share of (sprite, in-between) where the sprite is found by its colour at all: at least one
 blob of a fifth of its true area; the other colour-based metrics rest on it); back-and-forth rate (share of
 consecutive frame pairs, keyframes included, where a sprite's centroid moves against its true direction). Only
-sprites at least half visible in the true frame are scored. `--combine` also writes each method's difference from
+sprites at least half visible in the true frame are scored. summary.json's "by_frame" splits the track error,
+ghosting and found rate by in-between (1 … F−2: where between the keyframes a method loses the sprites). `--combine` also writes each method's difference from
 gi per metric with a 95 % paired-bootstrap interval over the pairs (summary.json's "minus_gi").
 
     python -m tools.evaluate --package models/tiny --source models/tiny/source --pairs 100 --out out/eval
@@ -43,7 +46,7 @@ import numpy as np
 
 from . import world
 
-METHODS = ("gi", "gi-noft", "trf", "forward", "blend")
+METHODS = ("gi", "gi-linear", "gi-noft", "trf", "forward", "blend")
 COLOUR_TOL = 0.28  # RGB distance (0..√3) within which a pixel counts as the sprite's colour
 MIN_VISIBLE = 0.5
 # per-pair score key -> table name
@@ -131,7 +134,8 @@ def score_pair(clip: world.Clip, frames: np.ndarray) -> dict:
            # where the PSNR is lost: the background nothing crosses, and the region the sprites sweep
            "psnr_still": [psnr(frames[i][still], truth[i][still]) for i in mids] if still.any() else [],
            "psnr_moving": [psnr(frames[i][~still], truth[i][~still]) for i in mids] if (~still).any() else [],
-           "track": [], "ghost": [], "found": [], "backforth": []}
+           "track": [], "ghost": [], "found": [], "backforth": [],
+           "frame": []}  # the in-between each track/ghost/found value belongs to
     for s_idx, s in enumerate(clip.sprites):
         disp = max(float(np.linalg.norm(s.pos[-1] - s.pos[0])), 1.0)
         cents = {}
@@ -145,6 +149,7 @@ def score_pair(clip: world.Clip, frames: np.ndarray) -> dict:
                 out["ghost"].append(blobs != 1)
                 out["found"].append(c is not None)
                 out["track"].append(1.0 if c is None else min(1.0, float(np.linalg.norm(c - s.pos[i])) / disp))
+                out["frame"].append(i)
         for i in range(nf - 1):
             a, b = cents.get(i), cents.get(i + 1)
             if a is None or b is None:
@@ -165,6 +170,28 @@ def summarise(scores: list[dict]) -> dict:
     for k, name in METRICS:
         res[name], res[f"{name}_n"] = mean(k)
     return res
+
+
+def by_frame(scores: list[dict]) -> dict:
+    """Track error, ghosting and found rate of one method per in-between index (pooled over the pairs), from scores
+    that carry "frame" (runs older than it: --rescore)."""
+    names = (("track", "track_error"), ("ghost", "ghosting_rate"), ("found", "found_rate"))
+    acc: dict[int, dict[str, list]] = {}
+    for s in scores:
+        for j, i in enumerate(s.get("frame", [])):
+            slot = acc.setdefault(int(i), {k: [] for k, _ in names})
+            for k, _ in names:
+                if k in s:  # runs older than a metric lack it (see --rescore)
+                    slot[k].append(s[k][j])
+    return {str(i): {name: float(np.mean(acc[i][k])) for k, name in names if acc[i][k]} | {"n": len(acc[i]["track"])}
+            for i in sorted(acc)}
+
+
+def print_by_frame(table: dict) -> None:
+    for m, rows in table.items():
+        print(f"{m} by in-between: " + "  ".join(
+            f"{i}: " + " ".join(f"{k} {v[k]:.3f}" for k in ("track_error", "ghosting_rate", "found_rate") if k in v)
+            for i, v in rows.items()))
 
 
 def paired_differences(rows: list[dict], ours: str = "gi", draws: int = 2000, seed: int = 0) -> dict:
@@ -344,12 +371,14 @@ def combine(dirs: list[Path], out: Path, rescore: bool = False, sheets: int = 0)
         for k in sorted(by_pair)[:sheets]:
             Image.fromarray(combined_sheet(dirs, k, methods)).save(out / f"sheet_{k:04d}.png")
     motions = sorted({r["motion"] for r in by_pair.values()})
+    frames = {m: by_frame([r[m] for r in rows]) for m in methods}
     (out / "summary.json").write_text(json.dumps({"pairs": len(by_pair), "pair_ids": sorted(by_pair),
                                                    "motion": motions,
                                                    "from": [str(d) for d in dirs], "methods": table,
-                                                   "minus_gi": versus}, indent=2))
+                                                   "minus_gi": versus, "by_frame": frames}, indent=2))
     print(json.dumps(table, indent=2))
     print_differences(versus)
+    print_by_frame(frames)
     return 0
 
 
@@ -383,7 +412,8 @@ def main(argv=None) -> int:
     nf, h, w = man["num_frames"], man["height"], man["width"]
     a.out.mkdir(parents=True, exist_ok=True)
     ref = Reference(source) if "forward" in a.methods else None
-    pkgs = {"gi": a.package}
+    pkgs = {"gi": a.package, "gi-linear": a.package}
+    extra = {"gi-linear": ["--fusion", "linear"]}
     for kind in ("gi-noft", "trf"):
         if kind in a.methods:
             pkgs[kind] = make_baseline_package(source, (a.baselines or a.out) / f"pkg-{kind}", kind)
@@ -404,7 +434,7 @@ def main(argv=None) -> int:
         for m in a.methods:
             t0 = time.time()
             if m in pkgs:
-                outs[m] = run_cli(a.cli, pkgs[m], a_png, b_png, pdir / m, ["--seed", str(a.seed)])
+                outs[m] = run_cli(a.cli, pkgs[m], a_png, b_png, pdir / m, ["--seed", str(a.seed), *extra.get(m, [])])
             elif m == "forward":
                 outs[m] = ref.forward_only(a01, a.seed)
             else:
@@ -424,7 +454,9 @@ def main(argv=None) -> int:
     table = {m: summarise(results[m]) | {"seconds_per_pair": timing[m] / max(1, a.pairs)} for m in a.methods}
     (a.out / "summary.json").write_text(json.dumps({"pairs": a.pairs, "first": a.first, "seed": a.seed,
                                                      "split": a.split, "motion": a.motion,
-                                                     "package": str(a.package), "methods": table}, indent=2))
+                                                     "package": str(a.package), "methods": table,
+                                                     "by_frame": {m: by_frame(results[m]) for m in a.methods}},
+                                                    indent=2))
     print(json.dumps(table, indent=2))
     return 0
 

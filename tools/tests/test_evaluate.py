@@ -2,6 +2,7 @@
 keyframe A misses every moving sprite's track, frame blend ghosts, a reversed clip goes back and forth, and split runs
 combine into one table."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -189,3 +190,47 @@ def test_runs_of_other_motions_do_not_combine(tmp_path, clip):
         (tmp_path / d / "scores.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(SystemExit, match="seed .* of the rightward world, another run's is seed .* of the free world"):
         evaluate.combine([tmp_path / "free", tmp_path / "right"], tmp_path / "all")
+
+
+def test_by_frame_says_which_in_between_lost_the_sprites(tmp_path, clip):
+    nf = clip.frames.shape[0]
+    lost = clip.frames.copy()
+    lost[2] = clip.frames[0, :1, :1]  # in-between 2 painted over with a background pixel's colour
+    per = evaluate.score_pair(clip, lost)
+    assert per["frame"] == [i for _ in clip.sprites for i in range(1, nf - 1)]
+    table = evaluate.by_frame([per, evaluate.score_pair(clip, clip.frames)])
+    assert list(table) == [str(i) for i in range(1, nf - 1)]
+    assert table["2"]["track_error"] == pytest.approx(0.5, abs=0.01)  # 1 where lost, a centroid's rounding where not
+    assert table["2"] | {"track_error": 0.5} == {"track_error": 0.5, "ghosting_rate": 0.5, "found_rate": 0.5,
+                                                 "n": 2 * len(clip.sprites)}
+    for i in set(table) - {"2"}:
+        assert table[i]["found_rate"] == 1.0 and table[i]["ghosting_rate"] == 0.0 and table[i]["track_error"] < 0.05
+    # through combine, after the JSON round trip (indices come back as floats)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "scores.jsonl").write_text(json.dumps(evaluate.jsonable({"pair": 0, "seed": SEED, "gi": per})))
+    evaluate.combine([tmp_path / "run"], tmp_path / "all")
+    assert json.loads((tmp_path / "all" / "summary.json").read_text())["by_frame"]["gi"]["2"]["found_rate"] == 0.0
+
+
+def test_gi_linear_is_the_same_package_with_linear_fusion(tmp_path, clip):
+    """Through a stand-in CLI that records its arguments and returns the true clip."""
+    nf, h, w = clip.frames.shape[:3]
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "manifest.json").write_text(json.dumps({"num_frames": nf, "height": h, "width": w}))
+    np.save(tmp_path / "truth.npy", world.make_clip(world.VALIDATION_SEED_BASE, nf, h, w).frames)
+    cli = tmp_path / "cli"
+    cli.write_text(f"#!{sys.executable}\nimport sys, shutil, pathlib\n"
+                   f"out = pathlib.Path(sys.argv[sys.argv.index('--out') + 1]); out.mkdir(parents=True)\n"
+                   f"(out / 'args').write_text(' '.join(sys.argv[1:]))\n"
+                   f"shutil.copy({str(tmp_path / 'truth.npy')!r}, out / 'frames.npy')\n")
+    cli.chmod(0o755)
+    assert evaluate.main(["--package", str(pkg), "--cli", str(cli), "--pairs", "1", "--split", "validation",
+                          "--methods", "gi", "gi-linear", "--sheets", "0", "--out", str(tmp_path / "out")]) == 0
+    pair = tmp_path / "out" / "pairs" / "0000"
+    args = {m: (pair / m / "args").read_text().replace(str(pair / m), "OUT").split() for m in ("gi", "gi-linear")}
+    assert args["gi-linear"] == args["gi"] + ["--fusion", "linear"]
+    assert args["gi"][-2:] == ["--seed", "42"] and f"--models {pkg}" in " ".join(args["gi"])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["methods"]["gi-linear"]["track_error"] == summary["methods"]["gi"]["track_error"] < 0.05
+    assert set(summary["by_frame"]) == {"gi", "gi-linear"}
