@@ -18,7 +18,7 @@ py="$SVD_INBETWEEN_PYTHON"
 # Two-thread trainers alone keep the default policy, which was faster for them (docs/BENCHMARKS.md, fifth attempt).
 side_by_side() { OMP_WAIT_POLICY=PASSIVE "$@"; }
 VAE_STEPS="${VAE_STEPS:-5000}" POOL_CLIPS="${POOL_CLIPS:-2048}" UNET_STEPS="${UNET_STEPS:-1600}"
-DECODER_STEPS="${DECODER_STEPS:-700}" REVERSE_STEPS="${REVERSE_STEPS:-1200}"
+DECODER_STEPS="${DECODER_STEPS:-700}" REVERSE_STEPS="${REVERSE_STEPS:-1800}"
 MORE_POOL_CLIPS="${MORE_POOL_CLIPS:-2048}" MORE_UNET_STEPS="${MORE_UNET_STEPS:-2400}"
 SIXTH_UNET_STEPS="${SIXTH_UNET_STEPS:-2400}" GPU_POOL_CLIPS="${GPU_POOL_CLIPS:-28672}" GPU_UNET_STEPS="${GPU_UNET_STEPS:-902}"
 RIGHTWARD_POOL_CLIPS="${RIGHTWARD_POOL_CLIPS:-4096}" RIGHTWARD_UNET_STEPS="${RIGHTWARD_UNET_STEPS:-2387}"
@@ -86,15 +86,16 @@ encode_split 0 "$RIGHTWARD_POOL_CLIPS" "$run/pool-rightward" world:rightward
   --unet-steps "$RIGHTWARD_UNET_STEPS" --batch 16 --lr 5e-4 --warmup 100 --checkpoint-every 100 \
   --latent-pool "$run/pool-rightward" --seed 4
 
-# 8. Algorithm 1 on the forward folder, on the same world (1200 steps: the ninth attempt, which ran on from the
-#    eighth's 400; the batches are a function of the step and the learning rate is constant, so it is this run)
+# 8. Algorithm 1 on the forward folder, on the same world (1800 steps: the eleventh attempt, which ran on from the
+#    ninth's 1200, itself run on from the eighth's 400; the batches are a function of the step and the learning rate
+#    is constant, so it is this run)
 "$py" -m tools.train reverse --svd "$run/fwd5/svd" --out "$run/rev" --data world:rightward --device cpu --threads 2 \
   --steps "$REVERSE_STEPS" --batch 8 --lr 5e-4 --checkpoint-every 50
 
 # 9. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
 #    are taken as they are), and the demo keyframes and the plugin test's pairs in the same world
 "$py" -m tools.export --svd "$run/fwd5/svd" --reverse-unet "$run/rev/unet" --out models/tiny --frames 7 --height 64 \
-  --width 128 --name tiny-world-rightward-r1200 >/dev/null
+  --width 128 --name tiny-world-rightward-r1800 >/dev/null
 rm -rf models/tiny/source && cp -r "$run/fwd5/svd" models/tiny/source
 cp -r "$run/rev/unet" models/tiny/source/reverse_unet
 cp "$run/rev/training.json" models/tiny/source/reverse_unet/  # how the 32 tensors were trained, beside them
