@@ -11,8 +11,9 @@ frames; the F−2 in-betweens are scored against the truth:
   forward     forward-only SVD from keyframe A (keyframe B unused)
   blend       frame blend (the preview baseline)
 
-gi, gi-linear, gi-noft and trf run through `svd-inbetween generate` (the last two on packages the exporter builds from the same
-folders: zero fine-tune delta / the stock UNet in every row), all with the same sampler and paper defaults; forward
+gi, gi-linear, gi-noft and trf run through `svd-inbetween generate` (the last two on packages the exporter builds
+from the same folders: zero fine-tune delta / the stock UNet in every row), all with the same sampler and paper
+defaults but gi-linear's fusion; forward
 runs SVD's plain sampling through the PyTorch reference pipeline (tools.reference, which the Rust sampler matches to
 2e-5), since the package has no forward-only mode.
 
@@ -24,8 +25,9 @@ where the sprite is not exactly one solid blob of its colour); found rate (share
 blob of a fifth of its true area; the other colour-based metrics rest on it); back-and-forth rate (share of
 consecutive frame pairs, keyframes included, where a sprite's centroid moves against its true direction). Only
 sprites at least half visible in the true frame are scored. summary.json's "by_frame" splits the track error,
-ghosting and found rate by in-between (1 … F−2: where between the keyframes a method loses the sprites). `--combine` also writes each method's difference from
-gi per metric with a 95 % paired-bootstrap interval over the pairs (summary.json's "minus_gi").
+ghosting and found rate by in-between (1 … F−2: where between the keyframes a method loses the sprites).
+`--combine` also writes each method's difference from gi per metric with a 95 % paired-bootstrap interval over the
+pairs (summary.json's "minus_gi").
 
     python -m tools.evaluate --package models/tiny --source models/tiny/source --pairs 100 --out out/eval
     (--motion rightward: the pairs of the world's one-way motion, for a model trained on it)
@@ -53,6 +55,8 @@ MIN_VISIBLE = 0.5
 METRICS = (("psnr", "psnr_db"), ("ssim", "ssim"), ("track", "track_error"), ("ghost", "ghosting_rate"),
            ("found", "found_rate"), ("backforth", "back_and_forth_rate"), ("psnr_still", "psnr_still_db"),
            ("psnr_moving", "psnr_moving_db"))
+# the metrics scored per (sprite, in-between), which score_pair's "frame" list indexes: by_frame splits them
+PER_INBETWEEN = tuple((k, name) for k, name in METRICS if k in ("track", "ghost", "found"))
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -175,22 +179,21 @@ def summarise(scores: list[dict]) -> dict:
 def by_frame(scores: list[dict]) -> dict:
     """Track error, ghosting and found rate of one method per in-between index (pooled over the pairs), from scores
     that carry "frame" (runs older than it: --rescore)."""
-    names = (("track", "track_error"), ("ghost", "ghosting_rate"), ("found", "found_rate"))
     acc: dict[int, dict[str, list]] = {}
     for s in scores:
         for j, i in enumerate(s.get("frame", [])):
-            slot = acc.setdefault(int(i), {k: [] for k, _ in names})
-            for k, _ in names:
+            slot = acc.setdefault(int(i), {k: [] for k, _ in PER_INBETWEEN})
+            for k, _ in PER_INBETWEEN:
                 if k in s:  # runs older than a metric lack it (see --rescore)
                     slot[k].append(s[k][j])
-    return {str(i): {name: float(np.mean(acc[i][k])) for k, name in names if acc[i][k]} | {"n": len(acc[i]["track"])}
-            for i in sorted(acc)}
+    return {str(i): {name: float(np.mean(acc[i][k])) for k, name in PER_INBETWEEN if acc[i][k]}
+            | {"n": len(acc[i]["track"])} for i in sorted(acc)}
 
 
 def print_by_frame(table: dict) -> None:
     for m, rows in table.items():
         print(f"{m} by in-between: " + "  ".join(
-            f"{i}: " + " ".join(f"{k} {v[k]:.3f}" for k in ("track_error", "ghosting_rate", "found_rate") if k in v)
+            f"{i}: " + " ".join(f"{name} {v[name]:.3f}" for _, name in PER_INBETWEEN if name in v)
             for i, v in rows.items()))
 
 
@@ -412,11 +415,11 @@ def main(argv=None) -> int:
     nf, h, w = man["num_frames"], man["height"], man["width"]
     a.out.mkdir(parents=True, exist_ok=True)
     ref = Reference(source) if "forward" in a.methods else None
-    pkgs = {"gi": a.package, "gi-linear": a.package}
-    extra = {"gi-linear": ["--fusion", "linear"]}
+    # the methods the Rust CLI runs: (package, arguments beyond the shared ones)
+    cli_runs = {"gi": (a.package, []), "gi-linear": (a.package, ["--fusion", "linear"])}
     for kind in ("gi-noft", "trf"):
         if kind in a.methods:
-            pkgs[kind] = make_baseline_package(source, (a.baselines or a.out) / f"pkg-{kind}", kind)
+            cli_runs[kind] = (make_baseline_package(source, (a.baselines or a.out) / f"pkg-{kind}", kind), [])
     results = {m: [] for m in a.methods}
     timing = {m: 0.0 for m in a.methods}
     for k in range(a.first, a.first + a.pairs):
@@ -433,8 +436,9 @@ def main(argv=None) -> int:
         outs = {}
         for m in a.methods:
             t0 = time.time()
-            if m in pkgs:
-                outs[m] = run_cli(a.cli, pkgs[m], a_png, b_png, pdir / m, ["--seed", str(a.seed), *extra.get(m, [])])
+            if m in cli_runs:
+                pkg, extra = cli_runs[m]
+                outs[m] = run_cli(a.cli, pkg, a_png, b_png, pdir / m, ["--seed", str(a.seed), *extra])
             elif m == "forward":
                 outs[m] = ref.forward_only(a01, a.seed)
             else:

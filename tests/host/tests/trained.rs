@@ -174,8 +174,7 @@ fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(bool, String)> {
             and the seed pair's disc 0.15 of their displacement from their true centres, but the red square 0.29 \
             (the bar: 0.25; frame blend fails as it should; measured through the plugin, 2026-12-05, eleventh \
             attempt; the same to two decimals at 1200 fine-tune steps, 0.21, 0.16, 0.28 at 400; docs/QUALITY.md). \
-            Run with \
-            `cargo test -- --ignored` on a better-trained package."]
+            Run with `cargo test -- --ignored` on a better-trained package."]
 fn trained_model_moves_each_sprite_as_one_blob_and_frame_blend_does_not() {
     // every sprite of both pairs is measured before anything fails, so a miss reports all of them
     let mut misses = Vec::new();
