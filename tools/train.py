@@ -611,6 +611,24 @@ def trainable_reverse_params(unet) -> dict[str, torch.nn.Parameter]:
     return named
 
 
+def load_reverse_tensors_(params: dict, folder: Path) -> None:
+    """Starts the 32 trained tensors from another fine-tune's UNet folder (an earlier run on a base that has since
+    trained on, or been widened): everything else stays the --svd base's."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise SystemExit(f"train: --init-reverse {folder}: no .safetensors weights there (a diffusers UNet folder)")
+    saved = load_file(files[0])
+    mine = {n: p.detach() for n, p in params.items()}
+    problem = checkpoint_mismatch(mine, {n: saved[n] for n in mine if n in saved})
+    if problem:
+        raise SystemExit(f"train: --init-reverse {folder} does not fit the --svd UNet ({problem})")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(saved[n])
+
+
 def reverse_inputs(enc, clip, gen):
     """The two sides of one Algorithm 1 sample, each (latents, noise, σ, conditioning latent, embedding) for
     denoising_loss. clip: (B,F,3,H,W) forward in time. The forward side is the clip conditioned on its first frame,
@@ -694,6 +712,9 @@ def reverse(a) -> int:
         opt.load_state_dict(st["opt"])
         start = st["step"]
         print(f"train: resuming the reverse fine-tune at step {start}", file=sys.stderr)
+    elif a.init_reverse:
+        load_reverse_tensors_(params, a.init_reverse)
+        print(f"train: the 32 tensors start from {a.init_reverse} (fresh optimiser)", file=sys.stderr)
     gen = torch.Generator()
     ids = torch.tensor([[FPS_ID, MOTION_BUCKET, NOISE_AUG]] * a.batch, device=dev)
     for step in range(start, a.steps):
@@ -887,6 +908,34 @@ def loss_points(rows: list[dict], stage: str) -> list[tuple[int, float]]:
     return sorted({r["step"]: r["loss"] for r in rows if r["stage"] == stage and r.get("loss", 0) > 0}.items())
 
 
+def widen(a) -> int:
+    """A wider copy of an SVD folder's UNet that computes the same function (tools/widen.py): a larger model to
+    train on from where this one stopped. The other folders are copied unchanged."""
+    import shutil
+
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from .widen import widen_unet
+
+    if a.factor < 2:
+        raise SystemExit("train: widen --factor must be at least 2")
+    if a.out.exists():
+        raise SystemExit(f"train: widen --out {a.out} exists; pick a new folder")
+    shutil.copytree(a.svd, a.out, ignore=shutil.ignore_patterns("unet", "reverse_unet", "training.json"))
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(a.svd / "unet", torch_dtype=torch.float32)
+    widen_unet(unet, a.factor, a.noise, a.seed).save_pretrained(a.out / "unet")
+    if a.reverse_unet:  # exactly (no noise): only its 32 fine-tuned tensors are used, through --init-reverse
+        rev = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_unet, torch_dtype=torch.float32)
+        widen_unet(rev, a.factor).save_pretrained(a.out / "reverse_unet")
+    before = a.svd / "training.json"
+    (a.out / "training.json").write_text(json.dumps({
+        "stage": "widen", "args": {k: str(v) for k, v in vars(a).items() if k != "func"},
+        "block_out_channels": [c * a.factor for c in unet.config.block_out_channels],
+        "widened_from": json.loads(before.read_text()) if before.exists() else None}, indent=2))
+    print(f"train: wrote {a.out} (UNet widths × {a.factor})", file=sys.stderr)
+    return 0
+
+
 def plot(a) -> int:
     """A loss-curve PNG from log.jsonl (one panel per stage, log-scale loss, a moving average), drawn with PIL."""
     from PIL import Image, ImageDraw
@@ -1008,6 +1057,8 @@ def main(argv=None) -> int:
     r.add_argument("--frames", type=int, help="default: the UNet's num_frames")
     r.add_argument("--height", type=int, help="default: the UNet's sample size × 8")
     r.add_argument("--width", type=int, help="default: twice the height")
+    r.add_argument("--init-reverse", type=Path,
+                   help="start the 32 tensors from this UNet folder (an earlier fine-tune) rather than from --svd's")
     r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
     r.add_argument("--gradient-checkpointing", action="store_true")
     device_flag(r)
@@ -1042,6 +1093,16 @@ def main(argv=None) -> int:
     clip_size(c)
     vae_channels_flag(c)
     c.set_defaults(func=check_vae)
+
+    w = sub.add_parser("widen", help="a UNet k times wider computing the same function, to train on (Net2Net)")
+    w.add_argument("--svd", type=Path, required=True, help="diffusers SVD folder (unet/, vae/, image_encoder/)")
+    w.add_argument("--out", type=Path, required=True)
+    w.add_argument("--factor", type=int, default=2, help="every channel width times this")
+    w.add_argument("--noise", type=float, default=0.01,
+                   help="Gaussian noise, relative to each widened weight's spread, so the copies can part")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--reverse-unet", type=Path, help="also widen this fine-tuned UNet (to OUT/reverse_unet)")
+    w.set_defaults(func=widen)
 
     p = sub.add_parser("plot", help="loss curve PNG from a log.jsonl")
     p.add_argument("--log", type=Path, required=True)
