@@ -386,3 +386,68 @@ def test_a_training_step_dispatches_as_many_operators_whatever_the_batch():
     assert four["gflop"] == pytest.approx(4 * one["gflop"], rel=1e-6)
     assert one["compute_operators"] > 1000
     assert abs(four["compute_operators"] - one["compute_operators"]) < 0.02 * one["compute_operators"]
+
+
+def perturbed_smoke_unet(seed=11):
+    from tools.tiny import _perturb_, tiny_unet
+
+    torch.manual_seed(seed)
+    unet = tiny_unet(CFG.frames, CFG.height, CFG.channels, CFG.heads)
+    _perturb_(unet, torch.Generator().manual_seed(seed))
+    return unet.eval()
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_widened_unet_computes_the_same_function(k):
+    """Every width × k, the same outputs: fp32 sums in another order, so agreement to ~1e-6 of outputs of order 1;
+    1e-4 would still catch a wrong attention scale (√k on the logits) or a misread sinusoid (both change outputs by
+    more than 1e-2 here)."""
+    from tools.widen import widen_unet
+
+    unet = perturbed_smoke_unet()
+    wide = widen_unet(unet, k).eval()
+    assert list(wide.config.block_out_channels) == [c * k for c in CFG.channels]
+    assert sum(p.numel() for p in wide.parameters()) > 3 * sum(p.numel() for p in unet.parameters())
+    fb = fixed_batch()
+    x = torch.cat([fb["latents"], fb["cond_latents"].unsqueeze(1).expand_as(fb["latents"])], dim=2)
+    args = (x, torch.tensor([0.3, -1.2]), fb["embeds"], fb["time_ids"])
+    with torch.no_grad():
+        ref, out = unet(*args).sample, wide(*args).sample
+    assert ref.abs().max() > 0.5
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    # with noise the copies part, and the function moves only a little
+    noisy = widen_unet(unet, k, noise=0.01, seed=1).eval()
+    w = noisy.state_dict()["conv_in.weight"]
+    assert not torch.equal(w[0], w[1])
+    with torch.no_grad():
+        moved = (noisy(*args).sample - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt()
+    assert 0 < moved < 0.1, moved
+
+
+def test_widen_then_reverse_init_reverse_starts_from_the_widened_fine_tune(smoke_svd, tmp_path):
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    svd = smoke_svd / "svd"
+    tuned = UNetSpatioTemporalConditionModel.from_pretrained(svd / "unet")
+    with torch.no_grad():  # stands for a finished fine-tune: the 32 tensors moved
+        for n, p in tuned.named_parameters():
+            if any(n.endswith(k) for k in gi.REVERSE_KEYS):
+                p.add_(0.5)
+    tuned.save_pretrained(tmp_path / "tuned")
+    wide = tmp_path / "wide"
+    assert train.main(["widen", "--svd", str(svd), "--out", str(wide), "--reverse-unet", str(tmp_path / "tuned")]) == 0
+    assert sorted(p.name for p in wide.iterdir()) == ["feature_extractor", "image_encoder", "model_index.json",
+                                                       "reverse_unet", "scheduler", "training.json", "unet", "vae"]
+    assert json.loads((wide / "training.json").read_text())["block_out_channels"] == [2 * c for c in CFG.channels]
+    rev = ["reverse", "--svd", str(wide), "--steps", "1", "--batch", "1", "--threads", "1", "--lr", "0"]
+    assert train.main(rev + ["--out", str(tmp_path / "rev"), "--init-reverse", str(wide / "reverse_unet")]) == 0
+    base = UNetSpatioTemporalConditionModel.from_pretrained(wide / "unet").state_dict()
+    start = UNetSpatioTemporalConditionModel.from_pretrained(wide / "reverse_unet").state_dict()
+    out = UNetSpatioTemporalConditionModel.from_pretrained(tmp_path / "rev" / "unet").state_dict()
+    for n in base:  # learning rate 0: what was loaded is what comes out
+        assert torch.equal(out[n], start[n] if any(n.endswith(k) for k in gi.REVERSE_KEYS) else base[n]), n
+    with pytest.raises(SystemExit) as e:  # the narrow fine-tune does not fit the wide base
+        train.main(rev + ["--out", str(tmp_path / "rev2"), "--init-reverse", str(tmp_path / "tuned")])
+    assert str(e.value) == (f"train: --init-reverse {tmp_path / 'tuned'} does not fit the --svd UNet "
+                            "(down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_v.weight is (32, 32) "
+                            "there, (64, 64) here)")
