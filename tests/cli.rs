@@ -311,6 +311,17 @@ fn same_seed_gives_byte_identical_frames_and_save_load_round_trips() {
         run("d", &["--seed", "6"]),
         "another seed changes the frames"
     );
+    // a farm node may run each render on its share of the cores: the frames must not depend on it
+    assert_eq!(
+        first,
+        run("e", &["--seed", "5", "--threads", "1"]),
+        "one thread, same bytes"
+    );
+    assert_eq!(
+        first,
+        run("f", &["--seed", "5", "--threads", "3"]),
+        "more threads than cores, same bytes"
+    );
 }
 
 #[test]

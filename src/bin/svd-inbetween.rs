@@ -1,6 +1,7 @@
 //! `svd-inbetween`: generate in-between frames from the command line (farms, scripts, tests), and `doctor`.
 
 use std::io::IsTerminal;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -70,6 +71,9 @@ enum Command {
         /// One JSON object on stdout instead of lines (for checking farm nodes from scripts); exit status as usual.
         #[arg(long)]
         json: bool,
+        /// CPU threads per operator for the smoke run (default: $SVD_INBETWEEN_THREADS, else one per core).
+        #[arg(long)]
+        threads: Option<NonZeroUsize>,
     },
 }
 
@@ -143,6 +147,10 @@ struct GenerationFlags {
     /// How the in-betweens read the generated frames: blend the two nearest, or take the nearest.
     #[arg(long, default_value = "blend")]
     sampling: FrameSampling,
+    /// CPU threads ONNX Runtime may use per operator (default: $SVD_INBETWEEN_THREADS, else one per core). A farm
+    /// node that runs several renders at once gives each its share; the frames do not depend on it.
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
 }
 
 impl GenerationFlags {
@@ -164,14 +172,20 @@ impl GenerationFlags {
         Ok(params)
     }
 
-    fn load_options(&self) -> LoadOptions {
-        LoadOptions {
+    fn load_options(&self) -> Result<LoadOptions, String> {
+        Ok(LoadOptions {
             device: self.device,
             sampler: self.sampler,
             low_memory: self.low_memory,
+            cpu_threads: cpu_threads(self.threads)?,
             ..Default::default()
-        }
+        })
     }
+}
+
+/// `--threads`, else $SVD_INBETWEEN_THREADS, else ONNX Runtime's default (one per core).
+fn cpu_threads(flag: Option<NonZeroUsize>) -> Result<Option<NonZeroUsize>, String> {
+    flag.map_or_else(runtime::cpu_threads_from_env, |n| Ok(Some(n)))
 }
 
 fn main() -> ExitCode {
@@ -185,7 +199,9 @@ fn main() -> ExitCode {
             device,
             sampler,
             json,
-        } => doctor(models.as_deref(), device, sampler, json),
+            threads,
+        } => cpu_threads(threads)
+            .and_then(|threads| doctor(models.as_deref(), device, sampler, threads, json)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -254,7 +270,7 @@ fn generate(a: GenerateArgs) -> Result<(), String> {
     }
     let t_load = Instant::now();
     let engine =
-        Engine::load_with(&a.models, &a.gen_flags.load_options()).map_err(|e| e.to_string())?;
+        Engine::load_with(&a.models, &a.gen_flags.load_options()?).map_err(|e| e.to_string())?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let m = engine.manifest();
     if let Some((w, h)) = requested
@@ -439,13 +455,14 @@ fn doctor(
     models: Option<&Path>,
     device: DevicePreference,
     sampler: SamplerPlacement,
+    threads: Option<NonZeroUsize>,
     json: bool,
 ) -> Result<(), String> {
     let mut r = Report {
         json,
         fields: serde_json::Map::new(),
     };
-    let result = doctor_checks(&mut r, models, device, sampler);
+    let result = doctor_checks(&mut r, models, device, sampler, threads);
     if json {
         r.set("ok", result.is_ok());
         if let Err(e) = &result {
@@ -463,6 +480,7 @@ fn doctor_checks(
     models: Option<&Path>,
     device: DevicePreference,
     sampler: SamplerPlacement,
+    threads: Option<NonZeroUsize>,
 ) -> Result<(), String> {
     r.line(format_args!(
         "ONNX Runtime candidates (first that loads wins):"
@@ -531,7 +549,7 @@ fn doctor_checks(
         std::env::temp_dir().join(format!("svd-inbetween-doctor-{}", std::process::id()));
     std::fs::create_dir_all(&profile_dir)
         .map_err(|e| format!("cannot create {}: {e}", profile_dir.display()))?;
-    let smoke = smoke_run(r, dir, device, sampler, &profile_dir);
+    let smoke = smoke_run(r, dir, device, sampler, threads, &profile_dir);
     let _ = std::fs::remove_dir_all(&profile_dir);
     smoke
 }
@@ -541,17 +559,25 @@ fn smoke_run(
     dir: &Path,
     device: DevicePreference,
     sampler: SamplerPlacement,
+    threads: Option<NonZeroUsize>,
     profile_dir: &Path,
 ) -> Result<(), String> {
     let options = LoadOptions {
         device,
         sampler,
         profile_unet: Some(profile_dir.join("unet")),
+        cpu_threads: threads,
         ..Default::default()
     };
     let engine = Engine::load_with(dir, &options).map_err(|e| e.to_string())?;
     r.line(format_args!("provider: {}", engine.provider()));
     r.set("provider", engine.provider());
+    r.line(format_args!(
+        "CPU threads per operator: {}",
+        threads.map_or("ONNX Runtime's default (one per core)".into(), |n| n
+            .to_string())
+    ));
+    r.set("cpu_threads", threads);
     let m = engine.manifest();
     let grey = ImageF32::from_vec(m.width, m.height, 3, vec![0.5; m.width * m.height * 3]).unwrap();
     let p = GenerateParams {

@@ -152,6 +152,9 @@ pub struct LoadOptions {
     /// Run the UNet at half batch (two calls per prediction, about half the activation memory); needs a package
     /// exported with `--unet-batch 2` or `dynamic`. Packages exported with `--unet-batch 2` always run this way.
     pub low_memory: bool,
+    /// CPU threads per operator for every session (`runtime::SessionOptions::cpu_threads`); `None`: one per core.
+    /// The frames do not depend on it (tests/cli.rs).
+    pub cpu_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// Conditioning computed once per generation.
@@ -188,8 +191,13 @@ impl Engine {
             (false, _) => ks[0],
         };
         let (env, info) = runtime::environment(o.ort_library.as_deref())?;
+        let options = SessionOptions {
+            cpu_threads: o.cpu_threads,
+            ..Default::default()
+        };
         let unet_options = SessionOptions {
             profile_prefix: o.profile_unet.clone(),
+            ..options.clone()
         };
         let unet_path = package.model_path("unet");
         let (unet, provider) = runtime::create_session_from(
@@ -207,7 +215,8 @@ impl Engine {
             (DevicePreference::Cpu, DevicePreference::Cpu)
         };
         let open_small = |role: &str| {
-            runtime::create_session(env, &package.model_path(role), small)
+            let path = package.model_path(role);
+            runtime::create_session_from(env, &SessionSource::File(&path), small, &options)
                 .map(|(s, _)| Mutex::new(s))
         };
         let dims = Dims {
@@ -220,7 +229,7 @@ impl Engine {
                 env,
                 &SessionSource::Built { label, build },
                 graphs,
-                &SessionOptions::default(),
+                &options,
             )
             .map(|(s, _)| s)
         };

@@ -14,7 +14,7 @@ use crate::cache::{CacheError, FrameCache, Frames};
 use crate::ofx::strings as s;
 use crate::ofx::{Effect, RectI};
 use crate::pipeline::{CancelToken, Engine, LoadOptions, NoiseSource, PipelineError};
-use crate::runtime::DevicePreference;
+use crate::runtime::{self, DevicePreference};
 
 /// Engines by (models folder, device, low memory): sessions are expensive (seconds, GBs) and shared by all
 /// instances.
@@ -72,6 +72,7 @@ fn engine(dir: &Path, device: DevicePreference, low_memory: bool) -> PResult<Arc
     let options = LoadOptions {
         device,
         low_memory,
+        cpu_threads: runtime::cpu_threads_from_env().map_err(PluginError::User)?,
         ..Default::default()
     };
     let e = Arc::new(

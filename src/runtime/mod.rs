@@ -8,6 +8,7 @@
 mod locate;
 pub mod profile;
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -246,20 +247,31 @@ impl SessionSource<'_> {
 pub struct SessionOptions {
     /// Write an ONNX Runtime profile (JSON, one event per kernel with the provider that ran it) with this prefix.
     pub profile_prefix: Option<PathBuf>,
+    /// Threads ONNX Runtime may use within one operator on the CPU (the calling thread included); `None`: one per
+    /// core. A farm node that runs several renders at once gives each its share instead of every process
+    /// spreading over every core.
+    pub cpu_threads: Option<NonZeroUsize>,
 }
 
-/// Builds a session for one model file on the best provider `pref` allows (see [`create_session_from`]).
-pub fn create_session(
-    env: &Environment,
-    model: &Path,
-    pref: DevicePreference,
-) -> Result<(Session, ProviderInfo), RuntimeError> {
-    create_session_from(
-        env,
-        &SessionSource::File(model),
-        pref,
-        &SessionOptions::default(),
-    )
+/// The environment variable that sets [`SessionOptions::cpu_threads`] for the plugin (and the CLI's default).
+pub const THREADS_ENV: &str = "SVD_INBETWEEN_THREADS";
+
+/// Reads a thread count as [`THREADS_ENV`] gives it: unset or empty means one per core.
+pub fn parse_cpu_threads(value: Option<&str>) -> Result<Option<NonZeroUsize>, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse::<NonZeroUsize>().map(Some).map_err(|_| {
+            format!(
+                "{THREADS_ENV}={v:?} is not a thread count: set it to a whole number of 1 or more, or unset it to \
+                 use one thread per core"
+            )
+        }),
+    }
+}
+
+/// [`THREADS_ENV`] of this process.
+pub fn cpu_threads_from_env() -> Result<Option<NonZeroUsize>, String> {
+    parse_cpu_threads(std::env::var(THREADS_ENV).ok().as_deref())
 }
 
 /// Builds a session. With `Auto`, a CUDA failure (registration or verification) falls back to the CPU and the
@@ -284,6 +296,10 @@ pub fn create_session_from(
             .map_err(|e| e.to_string())?;
         // Hosts run their own thread pools; spinning ORT workers would steal their cores between our calls.
         let b = b.with_intra_op_spinning(false).map_err(|e| e.to_string())?;
+        let b = match options.cpu_threads {
+            Some(n) => b.with_intra_threads(n.get()).map_err(|e| e.to_string())?,
+            None => b,
+        };
         match &options.profile_prefix {
             Some(prefix) => b.with_profiling(prefix).map_err(|e| e.to_string()),
             None => Ok(b),
@@ -431,7 +447,26 @@ fn preload_pip_cuda() -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::describe_cuda_failure;
+    use super::{describe_cuda_failure, parse_cpu_threads};
+
+    #[test]
+    fn thread_counts_are_whole_numbers_of_one_or_more() {
+        assert_eq!(parse_cpu_threads(None), Ok(None));
+        assert_eq!(parse_cpu_threads(Some("")), Ok(None));
+        assert_eq!(
+            parse_cpu_threads(Some(" 3 ")).unwrap().map(|n| n.get()),
+            Some(3)
+        );
+        for bad in ["0", "-2", "two", "1.5"] {
+            assert_eq!(
+                parse_cpu_threads(Some(bad)),
+                Err(format!(
+                    "SVD_INBETWEEN_THREADS=\"{bad}\" is not a thread count: set it to a whole number of 1 or more, \
+                     or unset it to use one thread per core"
+                ))
+            );
+        }
+    }
 
     #[test]
     fn cuda_failures_become_a_cause_and_a_next_step() {

@@ -312,7 +312,7 @@ pub fn run(a: SequenceArgs) -> Result<(), String> {
 
     let t_load = Instant::now();
     let engine =
-        Engine::load_with(&a.models, &a.gen_flags.load_options()).map_err(|e| e.to_string())?;
+        Engine::load_with(&a.models, &a.gen_flags.load_options()?).map_err(|e| e.to_string())?;
     let load_seconds = t_load.elapsed().as_secs_f64();
     let m = engine.manifest();
     let (fit, sampling) = (a.gen_flags.fit, a.gen_flags.sampling);
