@@ -294,8 +294,10 @@ fn same_seed_gives_byte_identical_frames_and_save_load_round_trips() {
         args.extend(extra);
         let r = cli(&args);
         assert!(r.status.success(), "{}", stderr(&r));
+        // the PNGs and the model's float frames
         (0..7)
             .map(|i| std::fs::read(o.join(format!("frame_{i:03}.png"))).unwrap())
+            .chain([std::fs::read(o.join("frames.npy")).unwrap()])
             .collect::<Vec<_>>()
     };
     let nz = d.join("noise");
