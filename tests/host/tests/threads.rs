@@ -43,6 +43,18 @@ fn os_threads() -> usize {
     line["Threads:".len()..].trim().parse().unwrap()
 }
 
+/// Renders the middle frame, which must succeed, and returns how many threads the process gained meanwhile.
+fn threads_started_by_render(inst: &Instance) -> usize {
+    let before = os_threads();
+    assert_eq!(
+        inst.render(3.0, [0, 0, 256, 128]),
+        0,
+        "{:?}",
+        inst.messages()
+    );
+    os_threads() - before
+}
+
 fn set_threads(v: &str) {
     // SAFETY: this test binary has one test, and it sets the variable between renders, not during one.
     unsafe { std::env::set_var("SVD_INBETWEEN_THREADS", v) };
@@ -61,14 +73,7 @@ fn the_thread_setting_is_checked_and_reaches_onnx_runtime() {
     );
     // One thread per operator: ONNX Runtime starts no pool workers for the package's sessions.
     set_threads("1");
-    let before = os_threads();
-    assert_eq!(
-        inst.render(3.0, [0, 0, 256, 128]),
-        0,
-        "{:?}",
-        inst.messages()
-    );
-    let one = os_threads() - before;
+    let one = threads_started_by_render(&inst);
     // Four: each session's pool has three workers. A second package folder, so a second engine opens.
     let copy = tempfile::tempdir().unwrap();
     for f in std::fs::read_dir(&tiny).unwrap() {
@@ -78,15 +83,7 @@ fn the_thread_setting_is_checked_and_reaches_onnx_runtime() {
         }
     }
     set_threads("4");
-    let inst4 = instance(copy.path());
-    let before = os_threads();
-    assert_eq!(
-        inst4.render(3.0, [0, 0, 256, 128]),
-        0,
-        "{:?}",
-        inst4.messages()
-    );
-    let four = os_threads() - before;
+    let four = threads_started_by_render(&instance(copy.path()));
     eprintln!("threads started: {one} with SVD_INBETWEEN_THREADS=1, {four} with 4");
     assert!(
         four >= one + 3 * 4,
