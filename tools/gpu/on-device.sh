@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# There (the device machine, with the parts carried into /tmp/ort-parts by earlier calls, see README.md): unpacks
+# There (the device machine, with the parts carried into /tmp/parts by earlier calls, see README.md): unpacks
 # ONNX Runtime's CUDA build, points it at the CUDA 13 / cuDNN 9 pip libraries of the machine's Python, and runs
 # the GPU checks: doctor (kernel placement), CUDA vs CPU latents, host vs device loop timings. Everything it
 # prints is also written to $OUT. Steps continue after a failure so one run reports as much as it can.
@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/gpu-out}"; mkdir -p "$out"
 exec > >(tee "$out/gpu-session.log") 2>&1
-parts="${SVD_INBETWEEN_PARTS:-/tmp/ort-parts}"
+parts="${SVD_INBETWEEN_PARTS:-/tmp/parts}"
 ort=/tmp/ort-gpu
 step() { echo; echo "== $*"; }
 

@@ -17,6 +17,14 @@ tar -C "$_libs" -cf - libonnxruntime.so.1.31.1 libonnxruntime_providers_shared.s
 (cd .gpu && sha256sum ort.part-* > ort.sha256)
 # the device image has no zstd command (seen 2026-12-04); this one is linked only against libc, zlib, lzma and lz4
 cp "$(command -v zstd)" .gpu/zstd
-# the package without its diffusers source: what on-device.sh runs, small enough to travel beside a part
-rm -rf .gpu/tiny && mkdir .gpu/tiny && find models/tiny -maxdepth 1 -type f -exec cp {} .gpu/tiny/ \;
+# the package without its diffusers source (what on-device.sh runs) and the diffusers folder to train on (the
+# package's source/ without reverse_unet/): each larger than one call may carry since the UNet was widened
+# (85 and 81 MB), so parts too; float weights barely compress, hence the fast level
+pack() { # NAME DIR [tar options]: DIR's contents as .gpu/NAME.part-NN
+  local name="$1" dir="$2"; shift 2
+  tar -C "$dir" "$@" -cf - . | zstd -q -T0 -3 | split -b 45m -d - ".gpu/$name.part-"
+}
+pack tiny models/tiny --exclude=./source
+pack init models/tiny/source --exclude=./reverse_unet
+(cd .gpu && sha256sum tiny.part-* init.part-* > packs.sha256)
 echo "parts:" && ls -l .gpu
