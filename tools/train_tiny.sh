@@ -4,7 +4,7 @@
 # then the export and the committed source folders. Every stage checkpoints and resumes: run it again with the same
 # RUN folder after an interruption.
 #   bash tools/train_tiny.sh [RUN]        (default RUN=runs/tiny; needs scripts/setup-dev.sh's venv)
-# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 8.5 h of a 2-core CPU and 5 min of an H200: the
+# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 9.5 h of a 2-core CPU and 5 min of an H200: the
 # autoencoder, which learns the sprites' colours only after ≈ 1400 steps, then the UNet in five runs, each continuing
 # the last one's EMA weights with a fresh optimiser, the fourth on the GPU with a pool seven times as large, the
 # fifth on the one-way `rightward` world that the embedded model is for; Algorithm 1 on it; then the UNet and its
