@@ -16,6 +16,9 @@ step "unpack onnxruntime-gpu"
 cp -n .gpu/ort.part-* "$parts"/ 2>/dev/null || true
 (cd "$parts" && sha256sum -c "$OLDPWD/.gpu/ort.sha256") || echo "WARNING: parts missing or damaged"
 mkdir -p "$ort" && cat "$parts"/ort.part-* | zstd -d -q | tar -C "$ort" -xf - && ls -l "$ort"
+step "unpack the package (models/tiny, carried as parts: it is larger than one call)"
+(cd "$parts" && grep ' tiny\.part-' "$OLDPWD/.gpu/packs.sha256" | sha256sum -c) || echo "WARNING: package parts missing or damaged"
+mkdir -p models/tiny && cat "$parts"/tiny.part-* | zstd -d -q | tar -C models/tiny -xf - && ls -l models/tiny
 site="$(python3 -c 'import os, nvidia; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null || true)"
 for d in "$site/nvidia/cu13/lib" "$site/nvidia/cudnn/lib"; do [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
 export LD_LIBRARY_PATH SVD_INBETWEEN_ORT_LIB="$ort/libonnxruntime.so.1.31.1"
