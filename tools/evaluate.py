@@ -27,7 +27,8 @@ consecutive frame pairs, keyframes included, where a sprite's centroid moves aga
 sprites at least half visible in the true frame are scored. summary.json's "by_frame" splits the track error,
 ghosting and found rate by in-between (1 … F−2: where between the keyframes a method loses the sprites).
 `--combine` also writes each method's difference from gi per metric with a 95 % paired-bootstrap interval over the
-pairs (summary.json's "minus_gi").
+pairs (summary.json's "minus_gi"); `--combine CANDIDATE_RUNS --versus SHIPPED_RUNS` adds each method's difference
+from the same method of other runs (summary.json's "versus": a candidate package against the shipped one).
 
     python -m tools.evaluate --package models/tiny --source models/tiny/source --pairs 100 --out out/eval
     (--motion rightward: the pairs of the world's one-way motion, for a model trained on it)
@@ -203,27 +204,31 @@ def paired_differences(rows: list[dict], ours: str = "gi", draws: int = 2000, se
     same pairs for both methods keeps what the pairs share out of the interval, so "ahead but inside the interval"
     is a statement about the methods, not about which pairs were drawn. The statistic is the table's own: the pooled
     mean of every value of the resampled pairs."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(rows), size=(draws, len(rows)))
+    return {m: paired_difference([r[m] for r in rows], [r[ours] for r in rows], draws, seed)
+            for m in METHODS if m != ours and all(m in r for r in rows)}
 
-    def pooled(m: str, key: str):
-        """Per pair, the sum and count of the method's values: a resample's pooled mean is then sum / count."""
-        vals = [r[m].get(key, []) for r in rows]
+
+def paired_difference(these: list[dict], those: list[dict], draws: int = 2000, seed: int = 0) -> dict:
+    """Metric by metric, the table value of `these` per-pair scores minus that of `those` (the same pairs, in the
+    same order), with the paired bootstrap's 95 % interval; metrics either side lacks are left out."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(these), size=(draws, len(these)))
+
+    def pooled(scores: list[dict], key: str):
+        """Per pair, the sum and count of its values: a resample's pooled mean is then sum / count."""
+        vals = [s.get(key, []) for s in scores]
         return np.array([np.sum(v) for v in vals], np.float64), np.array([len(v) for v in vals], np.float64)
 
-    mine = {key: pooled(ours, key) for key, _ in METRICS}
     out = {}
-    for m in [m for m in METHODS if m != ours and all(m in r for r in rows)]:
-        out[m] = {}
-        for key, name in METRICS:
-            (s_m, c_m), (s_o, c_o) = pooled(m, key), mine[key]
-            if c_m.sum() == 0 or c_o.sum() == 0:
-                continue
-            with np.errstate(invalid="ignore", divide="ignore"):
-                diffs = s_m[picks].sum(1) / c_m[picks].sum(1) - s_o[picks].sum(1) / c_o[picks].sum(1)
-            lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
-            full = s_m.sum() / c_m.sum() - s_o.sum() / c_o.sum()
-            out[m][name] = {"difference": float(full), "ci95": [float(lo), float(hi)]}
+    for key, name in METRICS:
+        (s_m, c_m), (s_o, c_o) = pooled(these, key), pooled(those, key)
+        if c_m.sum() == 0 or c_o.sum() == 0:
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diffs = s_m[picks].sum(1) / c_m[picks].sum(1) - s_o[picks].sum(1) / c_o[picks].sum(1)
+        lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
+        full = s_m.sum() / c_m.sum() - s_o.sum() / c_o.sum()
+        out[name] = {"difference": float(full), "ci95": [float(lo), float(hi)]}
     return out
 
 
@@ -343,9 +348,9 @@ def combined_sheet(dirs: list[Path], pair: int, methods: list[str]) -> np.ndarra
     return world.stack_rows([world.contact_sheet(found[n]) for n in names])
 
 
-def combine(dirs: list[Path], out: Path, rescore: bool = False, sheets: int = 0) -> int:
-    """One table from several runs' per-pair scores: pairs counted once each, and a pair's methods may come from
-    different runs (e.g. the baselines on one core while the fine-tune still trains, ours later on the other)."""
+def merged_rows(dirs: list[Path], rescore: bool = False) -> dict[int, dict]:
+    """Several runs' per-pair scores by pair: each pair once, its methods from whichever run scored them (later runs
+    win), refusing runs of another split or motion for the same pair index."""
     by_pair = {}
     for d in dirs:
         for line in (d / "scores.jsonl").read_text().splitlines():
@@ -359,12 +364,43 @@ def combine(dirs: list[Path], out: Path, rescore: bool = False, sheets: int = 0)
                                  f"world, another run's is seed {seen['seed']} of the {seen['motion']} world: "
                                  "combine runs of one split and motion")
             seen.update(row)
+    return by_pair
+
+
+def versus_runs(mine: dict[int, dict], dirs: list[Path]) -> dict:
+    """Each method of the combined runs minus the same method of other runs (another package or checkpoint on the
+    same pairs and generation seed), paired over the pairs both scored — how a candidate model is judged against the
+    shipped one."""
+    theirs = merged_rows(dirs)
+    for k in sorted(mine.keys() & theirs.keys()):
+        if (mine[k]["seed"], mine[k]["motion"]) != (theirs[k]["seed"], theirs[k]["motion"]):
+            raise SystemExit(f"evaluate: pair {k} is seed {mine[k]['seed']} of the {mine[k]['motion']} world here and "
+                             f"seed {theirs[k]['seed']} of the {theirs[k]['motion']} world in --versus: compare runs "
+                             "of one split and motion")
+    out = {"runs": [str(d) for d in dirs], "methods": {}}
+    for m in METHODS:
+        ids = sorted(k for k in mine.keys() & theirs.keys() if m in mine[k] and m in theirs[k])
+        if ids:
+            out["methods"][m] = {"pairs": len(ids), "theirs": summarise([theirs[k][m] for k in ids]),
+                                 "minus_theirs": paired_difference([mine[k][m] for k in ids],
+                                                                   [theirs[k][m] for k in ids])}
+    if not out["methods"]:
+        raise SystemExit(f"evaluate: --versus {' '.join(map(str, dirs))} scored no method on a pair these runs scored")
+    return out
+
+
+def combine(dirs: list[Path], out: Path, rescore: bool = False, sheets: int = 0,
+            versus: list[Path] | None = None) -> int:
+    """One table from several runs' per-pair scores: pairs counted once each, and a pair's methods may come from
+    different runs (e.g. the baselines on one core while the fine-tune still trains, ours later on the other)."""
+    by_pair = merged_rows(dirs, rescore)
     methods = [m for m in METHODS if any(m in r for r in by_pair.values())]
     # only pairs every method has scored: one table over the same pairs (a run still going leaves some out)
     by_pair = {k: r for k, r in by_pair.items() if all(m in r for m in methods)}
     table = {m: summarise([r[m] for r in by_pair.values()]) for m in methods}
     rows = [by_pair[k] for k in sorted(by_pair)]
-    versus = paired_differences(rows) if "gi" in methods and rows else {}
+    versus_gi = paired_differences(rows) if "gi" in methods and rows else {}
+    other = versus_runs(by_pair, versus) if versus else None
     out.mkdir(parents=True, exist_ok=True)
     # the merged rows too: the per-pair record of the table (bools as 0/1, as the runs write them)
     (out / "scores.jsonl").write_text("".join(json.dumps(jsonable(by_pair[k])) + "\n" for k in sorted(by_pair)))
@@ -378,10 +414,15 @@ def combine(dirs: list[Path], out: Path, rescore: bool = False, sheets: int = 0)
     (out / "summary.json").write_text(json.dumps({"pairs": len(by_pair), "pair_ids": sorted(by_pair),
                                                    "motion": motions,
                                                    "from": [str(d) for d in dirs], "methods": table,
-                                                   "minus_gi": versus, "by_frame": frames}, indent=2))
+                                                   "minus_gi": versus_gi, "by_frame": frames}
+                                                  | ({"versus": other} if other else {}), indent=2))
     print(json.dumps(table, indent=2))
-    print_differences(versus)
+    print_differences(versus_gi)
     print_by_frame(frames)
+    for m, v in (other or {}).get("methods", {}).items():
+        print(f"{m} minus --versus ({v['pairs']} pairs): " + "  ".join(
+            f"{name} {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+            for name, d in v["minus_theirs"].items()))
     return 0
 
 
@@ -407,9 +448,14 @@ def main(argv=None) -> int:
                     help="only summarise the scores.jsonl of these earlier runs (e.g. split across processes) into OUT")
     ap.add_argument("--rescore", action="store_true",
                     help="with --combine: score each pair again from its saved frames.npz (metrics changed since)")
+    ap.add_argument("--versus", type=Path, nargs="+", metavar="DIR",
+                    help="with --combine: also each method minus the same method of these runs (another package on "
+                         "the same pairs), paired (summary.json's \"versus\")")
     a = ap.parse_args(argv)
+    if a.versus and not a.combine:
+        ap.error("--versus compares with the runs of --combine: name those too")
     if a.combine:
-        return combine(a.combine, a.out, a.rescore, a.sheets or 0)
+        return combine(a.combine, a.out, a.rescore, a.sheets or 0, a.versus)
     source = a.source or a.package / "source"
     man = json.loads((a.package / "manifest.json").read_text())
     nf, h, w = man["num_frames"], man["height"], man["width"]

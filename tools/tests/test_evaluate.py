@@ -234,3 +234,40 @@ def test_gi_linear_is_the_same_package_with_linear_fusion(tmp_path, clip):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["methods"]["gi-linear"]["track_error"] == summary["methods"]["gi"]["track_error"] < 0.05
     assert set(summary["by_frame"]) == {"gi", "gi-linear"}
+
+
+def test_versus_pairs_a_candidates_runs_with_the_shipped_packages_by_pair(tmp_path, clip):
+    good = evaluate.score_pair(clip, clip.frames)
+    held = evaluate.score_pair(clip, np.repeat(clip.frames[:1], clip.frames.shape[0], 0))  # keyframe A held
+    assert np.mean(held["track"]) > 0.3 and np.mean(good["track"]) < 0.01
+
+    def run(name, rows):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scores.jsonl").write_text("".join(json.dumps(evaluate.jsonable(r)) + "\n" for r in rows))
+        return tmp_path / name
+
+    # the shipped package held A on pair 0 and was right on pair 1; the candidate the other way round, in another
+    # order and split over two runs, and it also scored a pair the shipped package never ran
+    shipped = run("shipped", [{"pair": 0, "seed": SEED, "gi": held}, {"pair": 1, "seed": SEED + 1, "gi": good}])
+    cand = [run("c0", [{"pair": 1, "seed": SEED + 1, "gi": held}]),
+            run("c1", [{"pair": 2, "seed": SEED + 2, "gi": held}, {"pair": 0, "seed": SEED, "gi": good}])]
+    assert evaluate.combine(cand, tmp_path / "all", versus=[shipped]) == 0
+    v = json.loads((tmp_path / "all" / "summary.json").read_text())["versus"]
+    assert v["methods"]["gi"]["pairs"] == 2
+    d = v["methods"]["gi"]["minus_theirs"]
+    assert d["track_error"]["difference"] == pytest.approx(0.0, abs=1e-12)  # the same two outcomes, swapped
+    assert d["ssim"]["ci95"][0] < 0 < d["ssim"]["ci95"][1]
+    # one pair each way, the candidate right where the shipped one held A: minus_theirs is candidate − shipped
+    evaluate.combine([cand[1]], tmp_path / "one", versus=[shipped])
+    d = json.loads((tmp_path / "one" / "summary.json").read_text())["versus"]["methods"]["gi"]["minus_theirs"]
+    assert d["track_error"]["difference"] == pytest.approx(np.mean(good["track"]) - np.mean(held["track"]))
+    assert d["track_error"]["ci95"] == [pytest.approx(d["track_error"]["difference"])] * 2
+
+    wrong = run("wrong", [{"pair": 0, "seed": SEED + 5, "gi": good}])
+    with pytest.raises(SystemExit, match="pair 0 is seed .* here and seed .* in --versus"):
+        evaluate.combine(cand, tmp_path / "x", versus=[wrong])
+    other = run("other", [{"pair": 0, "seed": SEED, "blend": good}])
+    with pytest.raises(SystemExit, match="scored no method on a pair these runs scored"):
+        evaluate.combine([cand[1]], tmp_path / "y", versus=[other])
+    with pytest.raises(SystemExit):
+        evaluate.main(["--versus", str(shipped), "--out", str(tmp_path / "z")])
