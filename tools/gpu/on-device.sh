@@ -11,14 +11,17 @@ parts="${SVD_INBETWEEN_PARTS:-/tmp/parts}"
 ort=/tmp/ort-gpu
 step() { echo; echo "== $*"; }
 
+unpack() { # NAME SUMS DEST: checks $parts/NAME.part-* against their lines in SUMS (prepare.sh's), unpacks to DEST
+  (cd "$parts" && grep " $1\.part-" "$OLDPWD/$2" | sha256sum -c) || echo "WARNING: $1 parts missing or damaged"
+  mkdir -p "$3" && cat "$parts/$1".part-* | zstd -d -q | tar -C "$3" -xf - && ls -l "$3"
+}
+
 step "machine"; date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
 step "unpack onnxruntime-gpu"
 cp -n .gpu/ort.part-* "$parts"/ 2>/dev/null || true
-(cd "$parts" && sha256sum -c "$OLDPWD/.gpu/ort.sha256") || echo "WARNING: parts missing or damaged"
-mkdir -p "$ort" && cat "$parts"/ort.part-* | zstd -d -q | tar -C "$ort" -xf - && ls -l "$ort"
+unpack ort .gpu/ort.sha256 "$ort"
 step "unpack the package (models/tiny, carried as parts: it is larger than one call)"
-(cd "$parts" && grep ' tiny\.part-' "$OLDPWD/.gpu/packs.sha256" | sha256sum -c) || echo "WARNING: package parts missing or damaged"
-mkdir -p models/tiny && cat "$parts"/tiny.part-* | zstd -d -q | tar -C models/tiny -xf - && ls -l models/tiny
+unpack tiny .gpu/packs.sha256 models/tiny
 site="$(python3 -c 'import os, nvidia; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null || true)"
 for d in "$site/nvidia/cu13/lib" "$site/nvidia/cudnn/lib"; do [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
 export LD_LIBRARY_PATH SVD_INBETWEEN_ORT_LIB="$ort/libonnxruntime.so.1.31.1"
