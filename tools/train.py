@@ -48,6 +48,7 @@ P_MEAN, P_STD = 0.7, 1.6
 FPS_ID = 6.0  # 7 fps clips, passed as fps − 1 like SVD's pipeline
 MOTION_BUCKET = 127.0
 NOISE_AUG = 0.02
+MOVING_TOL = 0.1  # a pixel "moves" when it changes by more than this (of [-1, 1]) in the clip: footage grain does not
 
 
 # ---------------------------------------------------------------------------------------------- the objective
@@ -61,16 +62,39 @@ def edm_scalings(sigma: torch.Tensor):
     return 1 / torch.sqrt(s2 + 1), 1 / (s2 + 1), -sigma / torch.sqrt(s2 + 1), 0.25 * torch.log(sigma), (1 + s2) / s2
 
 
-def denoising_loss(unet, latents, noise, sigma, cond_latents, embeds, time_ids):
+def moving_cells(clip: torch.Tensor, tol: float = MOVING_TOL) -> torch.Tensor:
+    """(B,F,3,H,W) clip in [-1, 1] → (B,1,1,H/8,W/8): the share of each latent cell's pixels that change somewhere
+    in the clip (max − min over the frames above `tol` in some channel) — what moves, where it starts and where it
+    goes. It does not depend on the frames' order, so a clip and its time-reversal get the same cells."""
+    changes = (clip.amax(1) - clip.amin(1)).amax(1, keepdim=True) > tol  # (B,1,H,W)
+    return F_.avg_pool2d(changes.float(), 8).unsqueeze(1)
+
+
+def region_weight(cells: torch.Tensor | None, moving_weight: float) -> torch.Tensor | None:
+    """Per-latent-cell weight of the denoising loss: `moving_weight` on what moves, 1 on the still background. In
+    the world the moving sprites hold a few percent of the latent cells, so the plain loss is mostly the textured
+    background — which every in-between metric but the still PSNR ignores. 1 (or no cells) is SVD's plain loss."""
+    if cells is None or moving_weight == 1:
+        return None
+    return 1 + (moving_weight - 1) * cells
+
+
+def denoising_loss(unet, latents, noise, sigma, cond_latents, embeds, time_ids, region=None):
     """latents, noise: (B,F,4,h,w); cond_latents: (B,4,h,w) (unscaled VAE mode, repeated over frames); embeds:
-    (B,1,D); time_ids (B,3). Returns (loss, per-sample loss)."""
+    (B,1,D); time_ids (B,3); region: None or (B,1,1,h,w) cell weights (region_weight), normalised per sample so
+    they move the emphasis, not the scale. Returns (loss, per-sample loss)."""
     c_in, c_skip, c_out, c_noise, weight = (t.view(-1, 1, 1, 1, 1) if t.dim() else t for t in edm_scalings(sigma))
     noisy = latents + noise * sigma.view(-1, 1, 1, 1, 1)
     frames = latents.shape[1]
     x = torch.cat([noisy * c_in, cond_latents.unsqueeze(1).expand(-1, frames, -1, -1, -1).to(noisy.dtype)], dim=2)
     pred = unet(x, c_noise.flatten(), embeds, time_ids, return_dict=False)[0]
     denoised = pred.float() * c_out + noisy * c_skip
-    per = (weight * (denoised - latents) ** 2).flatten(1).mean(1)
+    err = weight * (denoised - latents) ** 2
+    if region is None:
+        per = err.flatten(1).mean(1)
+    else:
+        region = region.to(err.dtype).expand_as(err)
+        per = (region * err).flatten(1).sum(1) / region.flatten(1).sum(1)
     return per.mean(), per.detach()
 
 
@@ -445,7 +469,8 @@ def encode_clips(enc, x, buckets, gen, precision) -> dict:
         dist = enc.vae.encode(x.flatten(0, 1).to(enc.vae.dtype)).latent_dist
         cond = enc.cond_latent(x[:, 0], aug, strength)
     return {"mean": dist.mean.float().unflatten(0, (b, f)), "std": dist.std.float().unflatten(0, (b, f)),
-            "cond": cond.float(), "emb": enc.embed(x[:, 0]), "strength": strength, "bucket": buckets.float()}
+            "cond": cond.float(), "emb": enc.embed(x[:, 0]), "strength": strength, "bucket": buckets.float(),
+            "moving": moving_cells(x)}
 
 
 class LatentPool:
@@ -485,11 +510,17 @@ def encode(a) -> int:
     for chunk in range(a.first // a.chunk, (a.first + a.count) // a.chunk):
         path = a.out / f"pool-{chunk * a.chunk:08d}.pt"
         if path.exists():
+            e = torch.load(path, weights_only=True)
+            if "moving" not in e:  # a pool encoded before the cells were stored: the clips give them, no encoder
+                e["moving"] = moving_cells(data.batch(chunk, a.chunk)[0]).to(torch.bfloat16)
+                torch.save(e, path.with_suffix(".tmp"))
+                os.replace(path.with_suffix(".tmp"), path)
+                print(f"encode: {path.name} (moving cells added)", file=sys.stderr, flush=True)
             continue
         x, buckets = data.batch(chunk, a.chunk)
         gen = torch.Generator().manual_seed(a.seed * 5_000_011 + chunk)
         e = encode_clips(enc, x.to(dev), buckets, gen, autocast(a, dev))
-        e = {k: (v.to(torch.bfloat16) if k in ("mean", "std", "cond") else v).cpu() for k, v in e.items()}
+        e = {k: (v.to(torch.bfloat16) if k in ("mean", "std", "cond", "moving") else v).cpu() for k, v in e.items()}
         torch.save(e, path.with_suffix(".tmp"))
         os.replace(path.with_suffix(".tmp"), path)
         print(f"encode: {path.name}", file=sys.stderr, flush=True)
@@ -563,8 +594,12 @@ def forward(a) -> int:
         noise = torch.randn(latents.shape, generator=gen).to(dev)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, a.lr, a.warmup)
+        if a.moving_weight != 1 and "moving" not in e:
+            raise SystemExit(f"train: {a.latent_pool} was encoded without the moving cells --moving-weight needs; "
+                             "run the same `encode` command on it again (it adds them without the encoder)")
+        region = region_weight(e.get("moving"), a.moving_weight)
         with autocast(a, dev):
-            loss, _ = denoising_loss(unet, latents, noise, sigma, cond, emb, ids)
+            loss, _ = denoising_loss(unet, latents, noise, sigma, cond, emb, ids, region)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -646,13 +681,13 @@ def reverse_inputs(enc, clip, gen):
             (lat_rev, eps, sigma, cond_rev, enc.embed(rev[:, 0])))
 
 
-def reverse_step_loss(ref, trainable, enc, clip, gen, time_ids):
+def reverse_step_loss(ref, trainable, enc, clip, gen, time_ids, moving_weight: float = 1.0):
     """One step of Algorithm 1: the frozen reference sees the forward side and records its 16 temporal attention
     maps (gi.StoreProbs); the trainable copy sees the reverse side and uses the maps rotated 180° (gi.FlipProbs)."""
     fwd, rev = reverse_inputs(enc, clip, gen)
     with torch.no_grad():
         denoising_loss(ref, *fwd, time_ids)
-    return denoising_loss(trainable, *rev, time_ids)
+    return denoising_loss(trainable, *rev, time_ids, region_weight(moving_cells(clip), moving_weight))
 
 
 def clip_size_of(a, unet_config) -> tuple[int, int, int]:
@@ -724,7 +759,7 @@ def reverse(a) -> int:
             gen.manual_seed(a.seed * 9_000_011 + step * a.grad_accum + micro)
             x, _ = data.batch(step * a.grad_accum + micro + 7_000_000 // max(1, a.batch), a.batch)
             with torch.autocast(dev.type, dtype=half, enabled=half != torch.float32):
-                loss, _ = reverse_step_loss(ref, trainable, enc, x.to(dev), gen, ids)
+                loss, _ = reverse_step_loss(ref, trainable, enc, x.to(dev), gen, ids, a.moving_weight)
             scaler.scale(loss / a.grad_accum).backward()
             total += loss.item() / a.grad_accum
         scaler.unscale_(opt)
@@ -990,6 +1025,11 @@ def main(argv=None) -> int:
     def autocast_flag(p):
         p.add_argument("--autocast", choices=["no", "bf16"], default="no", help="bf16 autocast")
 
+    def moving_weight_flag(p):
+        p.add_argument("--moving-weight", type=float, default=1.0,
+                       help="denoising-loss weight of the latent cells where the clip moves, against 1 on the still "
+                            "background (1: SVD's plain loss)")
+
     def device_flag(p):
         p.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cpu")
 
@@ -1010,6 +1050,7 @@ def main(argv=None) -> int:
     f.add_argument("--warmup", type=int, default=100)
     f.add_argument("--ema", type=float, default=0.995, help="EMA decay of the shipped UNet weights (0: off)")
     f.add_argument("--drop", type=float, default=0.1, help="probability of dropping both conditionings")
+    moving_weight_flag(f)
     autocast_flag(f)
     vae_channels_flag(f)
     f.add_argument("--latent-pool", type=Path, help="draw the UNet's batches from these encoded clips (see encode)")
@@ -1060,6 +1101,7 @@ def main(argv=None) -> int:
     r.add_argument("--init-reverse", type=Path,
                    help="start the 32 tensors from this UNet folder (an earlier fine-tune) rather than from --svd's")
     r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    moving_weight_flag(r)
     r.add_argument("--gradient-checkpointing", action="store_true")
     device_flag(r)
     r.set_defaults(func=reverse)
