@@ -451,3 +451,64 @@ def test_widen_then_reverse_init_reverse_starts_from_the_widened_fine_tune(smoke
     assert str(e.value) == (f"train: --init-reverse {tmp_path / 'tuned'} does not fit the --svd UNet "
                             "(down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn1.to_v.weight is (32, 32) "
                             "there, (64, 64) here)")
+
+
+def test_moving_cells_are_the_share_of_each_latent_cell_that_changes_in_the_clip():
+    clip = torch.from_numpy(world.batch([21, 22], 7, 64, 128))
+    cells = train.moving_cells(clip)
+    assert cells.shape == (2, 1, 1, 8, 16)
+    px = clip.numpy()
+    changes = ((px.max(1) - px.min(1)).max(1) > train.MOVING_TOL).astype(np.float64)  # (B,H,W)
+    want = changes.reshape(2, 8, 8, 16, 8).mean((2, 4))
+    np.testing.assert_allclose(cells[:, 0, 0].numpy(), want, rtol=0, atol=1e-6)
+    assert 0 < float(cells.mean()) < 0.6  # sprites move over a still background: some cells, not all
+    # every sprite's start and end lie in moving cells; a clip and its reversal get the same cells
+    for b, seed in enumerate([21, 22]):
+        c = world.make_clip(seed, 7, 64, 128)
+        for s_idx, s in enumerate(c.sprites):
+            for i in (0, 6):
+                x, y = s.pos[i]
+                if c.visible[s_idx, i] >= 0.5 and 0 <= x < 128 and 0 <= y < 64:
+                    assert float(cells[b, 0, 0, int(y) // 8, int(x) // 8]) > 0, (seed, s_idx, i)
+    assert torch.equal(train.moving_cells(clip.flip(1)), cells)
+
+
+def test_the_moving_weight_moves_the_loss_towards_the_moving_cells_and_one_is_the_plain_loss():
+    fb = fixed_batch()
+    x, eps, sig = fb["latents"], fb["noise"], fb["sigma"].view(-1, 1, 1, 1, 1)
+    v = (eps - sig * x) / torch.sqrt(sig**2 + 1)
+    h, w = x.shape[-2:]
+    cells = torch.zeros(2, 1, 1, h, w)
+    cells[..., : h // 4, :] = 1  # a quarter of the cells move
+    # a prediction exact on the still cells and off by 1 in x on the moving ones
+    c_out = (-sig / torch.sqrt(sig**2 + 1))
+    bad = v + cells / c_out
+    plain, per_plain = train.denoising_loss(lambda *a, **k: (bad,), **fb)
+    lam = (1 + fb["sigma"] ** 2) / fb["sigma"] ** 2
+    torch.testing.assert_close(per_plain, lam * 0.25, rtol=1e-4, atol=0)
+    assert train.region_weight(cells, 1.0) is None and train.region_weight(None, 4.0) is None
+    _, per_4 = train.denoising_loss(lambda *a, **k: (bad,), **fb, region=train.region_weight(cells, 4.0))
+    torch.testing.assert_close(per_4, lam * (4 * 0.25) / (1 + 3 * 0.25), rtol=1e-4, atol=0)  # 4/7 of the weight
+    _, per_uniform = train.denoising_loss(lambda *a, **k: (bad,), **fb, region=torch.full_like(cells, 2.5))
+    torch.testing.assert_close(per_uniform, per_plain)  # normalised: a uniform weight is the plain loss
+
+
+def test_a_pool_without_moving_cells_gets_them_from_encode_and_forward_names_the_fix(smoke_svd, tmp_path):
+    pool = tmp_path / "pool"
+    enc = ["encode", "--vae", str(smoke_svd / "svd" / "vae"), "--out", str(pool), "--count", "2", "--chunk", "2",
+           "--frames", str(CFG.frames), "--height", str(CFG.height), "--width", str(CFG.width)]
+    assert train.main(enc) == 0
+    shard = pool / "pool-00000000.pt"
+    e = torch.load(shard, weights_only=True)
+    clips, _ = train.WorldData(CFG.frames, CFG.height, CFG.width, seed_offset=5_000_000).batch(0, 2)
+    assert torch.equal(e["moving"], train.moving_cells(clips).to(torch.bfloat16))
+    old = {k: v for k, v in e.items() if k != "moving"}  # as pools were written before the cells
+    torch.save(old, shard)
+    fwd = ["forward", "--out", str(tmp_path / "fwd"), "--config", "smoke", "--batch", "2", "--threads", "1",
+           "--latent-pool", str(pool), "--init", str(smoke_svd / "svd"), "--unet-steps", "2", "--moving-weight", "4"]
+    with pytest.raises(SystemExit, match="without the moving cells --moving-weight needs; run the same `encode`"):
+        train.main(fwd)
+    assert train.main(enc) == 0
+    again = torch.load(shard, weights_only=True)
+    assert torch.equal(again["moving"], e["moving"]) and torch.equal(again["mean"], e["mean"])
+    assert train.main(fwd) == 0
