@@ -484,6 +484,12 @@ class LatentPool:
         if not shards:
             raise SystemExit(f"train: {root} holds no pool-*.pt shards (write them with `python -m tools.train encode`)")
         parts = [torch.load(p, weights_only=True, map_location="cpu") for p in shards]
+        # an `encode` upgrade stopped part-way leaves shards with and without the moving cells
+        odd = [p.name for p, e in zip(shards, parts) if e.keys() != parts[0].keys()]
+        if odd:
+            raise SystemExit(f"train: {root}: shards {', '.join(odd[:3])}{' …' if len(odd) > 3 else ''} hold other "
+                             f"tensors than {shards[0].name} ({', '.join(sorted(parts[0]))}); run the `encode` "
+                             "command that wrote the pool on it again (it completes the older shards)")
         self.t = {k: torch.cat([p[k] for p in parts]).float().to(device) for k in parts[0]}  # stored as bf16
         self.n, self.seed = len(self.t["mean"]), seed
         print(f"train: latent pool of {self.n} clips from {len(shards)} shards", file=sys.stderr)
