@@ -73,7 +73,8 @@ def moving_cells(clip: torch.Tensor, tol: float = MOVING_TOL) -> torch.Tensor:
 def region_weight(cells: torch.Tensor | None, moving_weight: float) -> torch.Tensor | None:
     """Per-latent-cell weight of the denoising loss: `moving_weight` on what moves, 1 on the still background. In
     the world the cells the sprites sweep are about a quarter of all (24 % in the rightward pool), so the plain loss
-    is mostly the textured background — which every in-between metric but the still PSNR ignores. 1 (or no cells) is SVD's plain loss."""
+    is mostly the textured background — which every in-between metric but the still PSNR ignores. 1 (or no cells)
+    is SVD's plain loss."""
     if cells is None or moving_weight == 1:
         return None
     return 1 + (moving_weight - 1) * cells
@@ -532,7 +533,6 @@ def encode(a) -> int:
         gen = torch.Generator().manual_seed(a.seed * 5_000_011 + chunk)
         write_shard(path, encode_clips(enc, x.to(dev), buckets, gen, autocast(a, dev)))
     return 0
-
 
 
 def check_init_fits(unet, cfg: Config, folder: Path) -> None:
