@@ -4,11 +4,11 @@
 # then the export and the committed source folders. Every stage checkpoints and resumes: run it again with the same
 # RUN folder after an interruption.
 #   bash tools/train_tiny.sh [RUN]        (default RUN=runs/tiny; needs scripts/setup-dev.sh's venv)
-# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 9.5 h of a 2-core CPU and 5 min of an H200: the
+# Step counts are the shipped run's (docs/BENCHMARKS.md: ≈ 10 h of a 2-core CPU and 5 min of an H200: the
 # autoencoder, which learns the sprites' colours only after ≈ 1400 steps, then the UNet in five runs, each continuing
 # the last one's EMA weights with a fresh optimiser, the fourth on the GPU with a pool seven times as large, the
 # fifth on the one-way `rightward` world that the embedded model is for; Algorithm 1 on it; then the UNet and its
-# fine-tune widened twice, trained on, and fine-tuned again);
+# fine-tune widened twice, trained on, and fine-tuned again; last, the decoder trained on);
 # override them with the variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ DECODER_STEPS="${DECODER_STEPS:-700}" REVERSE_STEPS="${REVERSE_STEPS:-1800}"
 MORE_POOL_CLIPS="${MORE_POOL_CLIPS:-2048}" MORE_UNET_STEPS="${MORE_UNET_STEPS:-2400}"
 SIXTH_UNET_STEPS="${SIXTH_UNET_STEPS:-2400}" GPU_POOL_CLIPS="${GPU_POOL_CLIPS:-28672}" GPU_UNET_STEPS="${GPU_UNET_STEPS:-902}"
 RIGHTWARD_POOL_CLIPS="${RIGHTWARD_POOL_CLIPS:-4096}" RIGHTWARD_UNET_STEPS="${RIGHTWARD_UNET_STEPS:-2387}"
-WIDE_UNET_STEPS="${WIDE_UNET_STEPS:-1170}" WIDE_REVERSE_STEPS="${WIDE_REVERSE_STEPS:-400}"
+WIDE_UNET_STEPS="${WIDE_UNET_STEPS:-1170}" WIDE_REVERSE_STEPS="${WIDE_REVERSE_STEPS:-400}" WIDE_DECODER_STEPS="${WIDE_DECODER_STEPS:-1200}"
 mkdir -p "$run"
 
 # encode_split FIRST COUNT [POOL DATA]: clips FIRST..FIRST+COUNT-1 of the world (DATA, default: the free world) into
@@ -107,11 +107,17 @@ encode_split 0 "$RIGHTWARD_POOL_CLIPS" "$run/pool-rightward" world:rightward
   --threads 2 --steps "$WIDE_REVERSE_STEPS" --batch 8 --lr 5e-4 --seed 1 --checkpoint-every 50 \
   --init-reverse "$run/wide/reverse_unet"
 
-# 10. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
+# 10. the fifteenth attempt (docs/QUALITY.md): the decoder trained on for 1200 steps on the one-way world, the
+#     encoder frozen (the latent space, and so both UNets, unchanged)
+"$py" -m tools.train decoder --vae "$run/fwd6/svd/vae" --out "$run/dec2" --data world:rightward --threads 2 \
+  --steps "$WIDE_DECODER_STEPS" --batch 2 --lr 2e-4 --seed 5 --autocast bf16 --checkpoint-every 100
+rm -rf "$run/final" && cp -r "$run/fwd6/svd" "$run/final" && rm -rf "$run/final/vae" && cp -r "$run/dec2/vae" "$run/final/vae"
+
+# 11. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
 #     are taken as they are), and the demo keyframes and the plugin test's pairs in the same world
-"$py" -m tools.export --svd "$run/fwd6/svd" --reverse-unet "$run/rev2/unet" --out models/tiny --frames 7 --height 64 \
-  --width 128 --name tiny-world-rightward-w2 >/dev/null
-rm -rf models/tiny/source && cp -r "$run/fwd6/svd" models/tiny/source
+"$py" -m tools.export --svd "$run/final" --reverse-unet "$run/rev2/unet" --out models/tiny --frames 7 --height 64 \
+  --width 128 --name tiny-world-rightward-w2-d1200 >/dev/null
+rm -rf models/tiny/source && cp -r "$run/final" models/tiny/source
 cp -r "$run/rev2/unet" models/tiny/source/reverse_unet
 cp "$run/rev2/training.json" models/tiny/source/reverse_unet/  # how the 32 tensors were trained, beside them
 "$py" -m tools.world --fixtures . --motion rightward
