@@ -38,6 +38,11 @@ encode_split() {
   wait "$enc"
 }
 
+# with_vae SVD VAE OUT: OUT is a copy of the diffusers folder SVD with VAE as its vae/ (a decoder fine-tune's)
+with_vae() {
+  rm -rf "$3" && cp -r "$1" "$3" && rm -rf "$3/vae" && cp -r "$2" "$3/vae"
+}
+
 # 1. the autoencoder (its encoder fixes the latent space); --unet-steps 0 writes $run/fwd/svd/vae with its scale
 "$py" -m tools.train forward --out "$run/fwd" --threads 2 --autocast bf16 --vae-steps "$VAE_STEPS" --vae-batch 1 \
   --vae-lr 5e-4 --unet-steps 0 --checkpoint-every 100
@@ -56,8 +61,7 @@ side_by_side "$py" -m tools.train forward --out "$run/fwd" --threads 1 --autocas
 wait "$dec"
 
 # 4. the forward folder with the fine-tuned decoder
-rm -rf "$run/tiny-trained" && cp -r "$run/fwd/svd" "$run/tiny-trained" && rm -rf "$run/tiny-trained/vae"
-cp -r "$run/dec/vae" "$run/tiny-trained/vae"
+with_vae "$run/fwd/svd" "$run/dec/vae" "$run/tiny-trained"
 
 # 5. the UNet trained on (docs/BENCHMARKS.md, "fifth attempt"): more clips in the pool (the encoder is the one of
 #    step 2: the decoder fine-tune froze it), then --init continues the UNet's EMA weights with a fresh AdamW, warm-up
@@ -111,7 +115,7 @@ encode_split 0 "$RIGHTWARD_POOL_CLIPS" "$run/pool-rightward" world:rightward
 #     encoder frozen (the latent space, and so both UNets, unchanged)
 "$py" -m tools.train decoder --vae "$run/fwd6/svd/vae" --out "$run/dec2" --data world:rightward --threads 2 \
   --steps "$WIDE_DECODER_STEPS" --batch 2 --lr 2e-4 --seed 5 --autocast bf16 --checkpoint-every 100
-rm -rf "$run/final" && cp -r "$run/fwd6/svd" "$run/final" && rm -rf "$run/final/vae" && cp -r "$run/dec2/vae" "$run/final/vae"
+with_vae "$run/fwd6/svd" "$run/dec2/vae" "$run/final"
 
 # 11. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
 #     are taken as they are), and the demo keyframes and the plugin test's pairs in the same world
