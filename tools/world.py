@@ -8,7 +8,7 @@ as likely as its mirror image (the world is time-symmetric), and "rightward", th
 path turned to run left to right (a clip played backwards is then one the world never makes).
 
 Colours are chosen so that a sprite can be found again by its colour in a generated frame (tools.evaluate):
-backgrounds are desaturated, sprites are saturated and their hues at least 60° apart.
+backgrounds are desaturated, sprites are saturated and their hues about 60° apart (at least MIN_HUE_GAP).
 
     python -m tools.world --seed 7 --out /tmp/clip.png     # a contact sheet of one clip
     python -m tools.world --fixtures . --motion M           # demo keyframes + the plugin test's pairs, world M
@@ -37,6 +37,16 @@ SUPERSAMPLE = 2  # shapes are rendered with analytic soft edges at 2x and box-fi
 # the evaluation EVAL_SEED_BASE… only, and nothing is ever trained or tuned on it.
 VALIDATION_SEED_BASE = 800_000_000
 EVAL_SEED_BASE = 1_000_000_000
+
+# The world's colour rules (the demo scene keeps them too, so it measures the model, not a scene it never saw):
+# background colours are dull, sprites saturated and bright, and a clip's sprite hues sit in slots 60° apart, each
+# jittered, so two hues are never closer than MIN_HUE_GAP (a fraction of the circle: 45.6°).
+BACKGROUND_SATURATION = (0.0, 0.25)
+BACKGROUND_VALUE = (0.25, 0.85)
+SPRITE_SATURATION = (0.8, 1.0)
+SPRITE_VALUE = (0.85, 1.0)
+HUE_JITTER = 0.02
+MIN_HUE_GAP = 1 / 6 - 2 * HUE_JITTER
 
 
 @dataclass
@@ -68,7 +78,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     y = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
 
     def dull():
-        hue, sat, val = rng.uniform(0, 1), rng.uniform(0.0, 0.25), rng.uniform(0.25, 0.85)
+        hue, sat, val = rng.uniform(0, 1), rng.uniform(*BACKGROUND_SATURATION), rng.uniform(*BACKGROUND_VALUE)
         return np.array(colorsys.hsv_to_rgb(hue, sat, val), np.float32)
 
     if rng.uniform() < 0.5:
@@ -96,10 +106,10 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def _hues(rng: np.random.Generator, n: int) -> list[float]:
-    """n hues at least 60 degrees apart on the circle."""
+    """n hues in distinct slots 60 degrees apart on the circle, each jittered: at least MIN_HUE_GAP apart."""
     start = rng.uniform(0, 1)
     slots = rng.permutation(6)[:n]
-    return [float((start + s / 6.0 + rng.uniform(-0.02, 0.02)) % 1.0) for s in slots]
+    return [float((start + s / 6.0 + rng.uniform(-HUE_JITTER, HUE_JITTER)) % 1.0) for s in slots]
 
 
 def _trajectory(rng: np.random.Generator, frames: int, h: int, w: int, size: float, motion: str = "free") -> np.ndarray:
@@ -165,7 +175,8 @@ def make_clip(seed: int, frames: int = 7, height: int = 64, width: int = 128, ma
     sprites = []
     for i, hue in enumerate(hues):
         size = float(rng.uniform(0.09, 0.18) * height)
-        rgb = tuple(float(c) for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.8, 1.0), rng.uniform(0.85, 1.0)))
+        rgb = tuple(float(c) for c in colorsys.hsv_to_rgb(hue, rng.uniform(*SPRITE_SATURATION),
+                                                          rng.uniform(*SPRITE_VALUE)))
         spin = rng.uniform(-1.5, 1.5) if rng.uniform() < 0.4 else 0.0
         grow = rng.uniform(0.6, 1.5) if rng.uniform() < 0.3 else 1.0
         tt = np.linspace(0, 1, frames, dtype=np.float32)
@@ -214,15 +225,21 @@ def _unbounded_grid(s: Sprite, f: int, ss: int):
     return (xs + 0.5) / ss + np.floor(s.pos[f, 0]), (ys + 0.5) / ss + np.floor(s.pos[f, 1])
 
 
+# The demo scene's sky top, sky low and ground colours, and its square's and sun's colours: hues 60° apart (0° and
+# 60°). Until 2026-12-07 the sky's top was bluer (saturation 0.42) and the hues 44.5° apart, both outside the world.
+DEMO_BACKGROUND = ((0.465, 0.519, 0.62), (0.72, 0.70, 0.66), (0.33, 0.38, 0.30))
+DEMO_SPRITE_RGB = ((0.86, 0.12, 0.12), (0.98, 0.98, 0.10))
+
+
 def demo_clip(frames: int = 7, height: int = 64, width: int = 128, motion: str = "free") -> Clip:
-    """The README/demo scene in the world's style, not from any seed: a sun thrown in an arc over a horizon while a
-    red square slides below it — the other way in the "free" world, the same way (left to right) in "rightward"."""
+    """The README/demo scene, not from any seed but inside the world's rules (DEMO_BACKGROUND, DEMO_SPRITE_RGB): a
+    sun thrown in an arc over a horizon while a red square slides below it — the other way in the "free" world, the
+    same way (left to right) in "rightward"."""
     if motion not in MOTIONS:
         raise ValueError(f"motion {motion!r}: expected one of {MOTIONS}")
     t = np.linspace(0, 1, frames, dtype=np.float32)
     y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    sky_top, sky_low, ground = (np.array(c, np.float32) for c in ((0.36, 0.45, 0.62), (0.72, 0.70, 0.66),
-                                                                   (0.33, 0.38, 0.30)))
+    sky_top, sky_low, ground = (np.array(c, np.float32) for c in DEMO_BACKGROUND)
     horizon = 0.66
     soft = np.clip((y - horizon) * height / 1.5 + 0.5, 0, 1)
     bg = np.broadcast_to((sky_top * (1 - y / horizon) + sky_low * (y / horizon)) * (1 - soft) + ground * soft,
@@ -231,9 +248,9 @@ def demo_clip(frames: int = 7, height: int = 64, width: int = 128, motion: str =
     sun_y = 0.55 * height - 4 * 0.32 * height * t * (1 - t)
     sq_x = 0.82 * width - t * 0.55 * width if motion == "free" else 0.27 * width + t * 0.55 * width
     sprites = [
-        Sprite("square", (0.86, 0.16, 0.12), 0.01, 0.11 * height, np.stack([sq_x, np.full_like(t, 0.83 * height)], 1),
+        Sprite("square", DEMO_SPRITE_RGB[0], 0.0, 0.11 * height, np.stack([sq_x, np.full_like(t, 0.83 * height)], 1),
                t * 1.2, np.ones_like(t), 0),
-        Sprite("disc", (0.98, 0.80, 0.10), 0.14, 0.14 * height, np.stack([sun_x, sun_y], 1), np.zeros_like(t),
+        Sprite("disc", DEMO_SPRITE_RGB[1], 1 / 6, 0.14 * height, np.stack([sun_x, sun_y], 1), np.zeros_like(t),
                np.ones_like(t), 1),
     ]
     return render(bg, sprites, frames, height, width)

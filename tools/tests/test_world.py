@@ -47,6 +47,35 @@ def test_the_demo_scene_follows_the_motion():
     np.testing.assert_array_equal(free.sprites[1].pos, right.sprites[1].pos)  # the sun's throw is the same
 
 
+def test_the_demo_scene_keeps_the_worlds_colour_rules():
+    """The demo pair (README picture, the plugin test's `sun` pair) must be a scene the world could make, or it
+    measures the scene and not the model: background colours dull, sprites saturated and bright, hues apart."""
+    import colorsys
+
+    def inside(x, lo_hi):
+        return lo_hi[0] - 1e-6 <= x <= lo_hi[1] + 1e-6
+
+    for rgb in world.DEMO_BACKGROUND:
+        _, s, v = colorsys.rgb_to_hsv(*rgb)
+        assert inside(s, world.BACKGROUND_SATURATION) and inside(v, world.BACKGROUND_VALUE), (rgb, s, v)
+    hues = []
+    for rgb, sprite in zip(world.DEMO_SPRITE_RGB, world.demo_clip(motion="rightward").sprites):
+        h, s, v = colorsys.rgb_to_hsv(*rgb)
+        assert inside(s, world.SPRITE_SATURATION) and inside(v, world.SPRITE_VALUE), (rgb, s, v)
+        assert sprite.rgb == rgb and sprite.hue == pytest.approx(h, abs=1e-3)
+        hues.append(h)
+    gap = abs(hues[0] - hues[1])
+    assert min(gap, 1 - gap) >= world.MIN_HUE_GAP
+
+
+def test_the_worlds_hues_are_never_closer_than_the_stated_gap():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        hs = world._hues(rng, 3)
+        gaps = [abs(a - b) for i, a in enumerate(hs) for b in hs[i + 1:]]
+        assert min(min(g, 1 - g) for g in gaps) >= world.MIN_HUE_GAP - 1e-9
+
+
 def test_committed_keyframes_and_plugin_fixtures_are_the_embedded_models_world(tmp_path):
     """assets/keyframes and tests/fixtures/trained are exactly what `--fixtures` writes in the world the embedded
     model's reverse UNet was fine-tuned on (its training.json), so demo, test and model never disagree."""
