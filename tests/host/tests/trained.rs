@@ -3,6 +3,10 @@
 //! frame blend (the preview baseline) shows two half-transparent copies instead. The pairs are fixtures
 //! (tests/fixtures/trained/*: keyframes + truth.json written by `tools.world.write_pair_fixture`), from seeds that
 //! neither training nor the evaluation uses.
+//!
+//! Two tests share the renders: the full bar (ignored until a package clears it) and, in CI, the same bar with the
+//! embedded package's measured misses named in KNOWN_MISSES — every other sprite must clear it, frame blend must
+//! fail it, and a named miss that starts passing fails the test too, so the list stays what was measured.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +23,7 @@ fn root() -> PathBuf {
 }
 
 struct Sprite {
+    shape: String,
     rgb: [f32; 3],
     centres: Vec<[f64; 2]>,
     visible: Vec<f64>,
@@ -33,6 +38,7 @@ fn truth(dir: &Path) -> (usize, Vec<Sprite>) {
         .unwrap()
         .iter()
         .map(|s| Sprite {
+            shape: s["shape"].as_str().unwrap().to_string(),
             rgb: [0, 1, 2].map(|c| s["rgb"][c].as_f64().unwrap() as f32),
             centres: s["centres"]
                 .as_array()
@@ -105,8 +111,9 @@ fn blobs(img: &ImageF32, rgb: [f32; 3], true_area: usize) -> (usize, Option<[f64
 }
 
 /// Renders the middle in-between of a (F−1)-frame interval through the plugin at the keyframes' own size and checks
-/// every sprite of the truth. Returns, per sprite, whether it is one blob within MAX_TRACK_ERROR of its position.
-fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(bool, String)> {
+/// every sprite of the truth. Returns, per sprite, its shape, whether it is one blob within MAX_TRACK_ERROR of its
+/// position, and what was measured.
+fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(String, bool, String)> {
     let dir = root().join("tests/fixtures/trained").join(pair);
     let (frames, sprites) = truth(&dir);
     let read = |n: &str| {
@@ -158,46 +165,86 @@ fn middle_inbetween_sprites(pair: &str, mode: i32) -> Vec<(bool, String)> {
             });
             let ok = count == 1 && err.is_some_and(|e| e <= MAX_TRACK_ERROR);
             (
+                s.shape.clone(),
                 ok,
                 format!(
-                    "{pair} sprite {:?}: {count} blob(s), track error {err:?}",
-                    s.rgb
+                    "{pair} {} {:?}: {count} blob(s), track error {err:?}",
+                    s.shape, s.rgb
                 ),
             )
         })
         .collect()
 }
 
-#[test]
-#[ignore = "the bar a model must clear to be called an in-betweener; the embedded tiny-world-rightward-w2-d1200 \
-            package misses it by one sprite of three: the middle frame holds the red square 0.25 and the seed \
-            pair's disc 0.16 of their displacement from their true centres, but the yellow sun is not there as a \
-            blob of its colour (it merges into the square in the middle in-betweens; the bar: 0.25; frame blend \
-            fails as it should; measured through the plugin, 2026-12-05, fifteenth attempt, as with the twelfth's \
-            package: a decoder does not bring back a sprite the UNet merged away; the eleventh attempt's r1800 \
-            package held the sun, 0.20, and missed with the square, 0.29; docs/QUALITY.md). \
-            Run with `cargo test -- --ignored` on a better-trained package."]
-fn trained_model_moves_each_sprite_as_one_blob_and_frame_blend_does_not() {
-    // every sprite of both pairs is measured before anything fails, so a miss reports all of them
-    let mut misses = Vec::new();
-    for pair in ["sun", "seed900000003"] {
+const PAIRS: [&str; 2] = ["sun", "seed900000003"];
+
+/// (package name, [(pair, sprite shape)]): the sprites a shipped package is measured to miss the bar with, through
+/// this test (docs/QUALITY.md). A package not listed here must clear the whole bar.
+const KNOWN_MISSES: &[(&str, &[(&str, &str)])] = &[(
+    // the sun is one blob on its arc, but green and late: 0 blobs of its colour in the middle in-between (measured
+    // 2026-12-07; the square 0.241 and the seed pair's disc 0.156 clear the bar of 0.25)
+    "tiny-world-rightward-w2-d1200",
+    &[("sun", "disc")],
+)];
+
+fn embedded_package_name() -> String {
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("models/tiny/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    m["name"].as_str().unwrap().to_string()
+}
+
+/// Renders both pairs (generative and frame blend) and returns what breaks the bar, leaving out the sprites listed
+/// in `known_misses` — and reporting those that now clear it. Every sprite is measured before anything fails.
+fn bar_failures(known_misses: &[(&str, &str)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for pair in PAIRS {
         let gi = middle_inbetween_sprites(pair, 0);
         assert!(
             !gi.is_empty(),
             "{pair}: no sprite visible in the middle frame"
         );
-        misses.extend(
-            gi.iter()
-                .filter(|(ok, _)| !ok)
-                .map(|(_, what)| format!("generative: {what}")),
-        );
+        for (shape, ok, what) in &gi {
+            match (ok, known_misses.contains(&(pair, shape.as_str()))) {
+                (false, false) => failures.push(format!("generative: {what}")),
+                (true, true) => failures.push(format!(
+                    "generative: {what} now clears the bar: remove it from KNOWN_MISSES"
+                )),
+                _ => {}
+            }
+        }
         let blend = middle_inbetween_sprites(pair, 1);
-        if blend.iter().all(|(ok, _)| *ok) {
-            misses.push(format!(
+        if blend.iter().all(|(_, ok, _)| *ok) {
+            failures.push(format!(
                 "frame blend unexpectedly holds every sprite as one blob: {blend:?}"
             ));
         }
         eprintln!("{pair}: generative {gi:?}");
     }
-    assert!(misses.is_empty(), "{misses:#?}");
+    failures
+}
+
+#[test]
+fn embedded_package_moves_every_sprite_but_its_measured_misses_and_frame_blend_does_not() {
+    let name = embedded_package_name();
+    let known = KNOWN_MISSES
+        .iter()
+        .find(|(package, _)| *package == name)
+        .map_or(&[][..], |(_, misses)| *misses);
+    let failures = bar_failures(known);
+    assert!(failures.is_empty(), "{name}: {failures:#?}");
+}
+
+#[test]
+#[ignore = "the bar a model must clear to be called an in-betweener; the embedded tiny-world-rightward-w2-d1200 \
+            package misses it by one sprite of three: the middle frame holds the red square 0.241 and the seed \
+            pair's disc 0.156 of their displacement from their true centres, but the yellow sun is not there as a \
+            blob of its colour (it is one blob on its arc, drawn green and late; the bar: 0.25; frame blend fails \
+            as it should; measured through the plugin, 2026-12-07, with the demo scene inside the world's colour \
+            rules — in the old scene the sun merged into the square; docs/QUALITY.md). The test above runs the \
+            same bar in CI with the measured miss named. Run with `cargo test -- --ignored` on a better package."]
+fn trained_model_moves_each_sprite_as_one_blob_and_frame_blend_does_not() {
+    let failures = bar_failures(&[]);
+    assert!(failures.is_empty(), "{failures:#?}");
 }
