@@ -76,7 +76,7 @@ def load_folders(svd: Path, reverse_unet: Path, reverse_base: Path | None):
     unet = UNetSpatioTemporalConditionModel.from_pretrained(svd / "unet", torch_dtype=torch.float32).eval()
     vae = AutoencoderKLTemporalDecoder.from_pretrained(svd / "vae", torch_dtype=torch.float32).eval()
     clip = CLIPVisionModelWithProjection.from_pretrained(svd / "image_encoder", torch_dtype=torch.float32).eval()
-    rev = UNetSpatioTemporalConditionModel.from_pretrained(reverse_unet, torch_dtype=torch.float32).eval()
+    rev = gi.load_reverse_unet(reverse_unet, unet)
     base = None
     if reverse_base is not None:
         base = UNetSpatioTemporalConditionModel.from_pretrained(reverse_base, torch_dtype=torch.float32).eval()

@@ -12,6 +12,8 @@ Two ways to run the reverse-motion UNet are defined here:
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,7 +36,7 @@ def merge_reverse_weights(svd_unet, reverse_unet, reverse_base=None) -> dict[str
     base_sd = reverse_base.state_dict() if reverse_base is not None else None
     merged = {}
     for name, w in svd_sd.items():
-        if any(name.endswith(k) for k in REVERSE_KEYS):
+        if is_reverse_key(name):
             if base_sd is None:
                 merged[name] = rev_sd[name].clone()
             else:
@@ -42,6 +44,65 @@ def merge_reverse_weights(svd_unet, reverse_unet, reverse_base=None) -> dict[str
     if len(merged) != 32:
         raise ValueError(f"expected 32 reverse-motion tensors, found {len(merged)}: is this an SVD UNet?")
     return merged
+
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"  # the file diffusers reads and writes in a UNet folder
+
+
+def is_reverse_key(name: str) -> bool:
+    return name.endswith(REVERSE_KEYS)
+
+
+def load_reverse_unet(folder: Path, forward_unet):
+    """The reverse-motion UNet in `folder`: a diffusers UNet folder (what `tools.train reverse` writes, or the
+    authors' checkpoint), or a slim one (`write_slim_reverse_unet`) that holds only the 32 fine-tuned tensors, taken
+    on top of a copy of `forward_unet`. Only those 32 tensors are ever read from a reverse UNet, so both give the
+    same package."""
+    from diffusers import UNetSpatioTemporalConditionModel
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    weights = folder / WEIGHTS
+    if weights.exists():
+        with safe_open(str(weights), "pt") as f:
+            names = set(f.keys())
+        if names and all(is_reverse_key(n) for n in names):
+            want = {n for n in forward_unet.state_dict() if is_reverse_key(n)}
+            if names != want:
+                missing, extra = sorted(want - names), sorted(names - want)
+                raise ValueError(f"{weights}: a slim reverse UNet must hold exactly the 32 fine-tuned tensors of the "
+                                 f"forward UNet; missing {missing[:3]}, unknown {extra[:3]}")
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(weights))
+            rev = copy.deepcopy(forward_unet)
+            sd = rev.state_dict()
+            for n, w in tensors.items():
+                if w.shape != sd[n].shape:
+                    raise ValueError(f"{weights}: {n} is {tuple(w.shape)}, the forward UNet's is "
+                                     f"{tuple(sd[n].shape)}: fine-tuned from another model")
+                sd[n] = w.to(sd[n].dtype)
+            rev.load_state_dict(sd)
+            return rev.eval()
+    return UNetSpatioTemporalConditionModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+
+
+def write_slim_reverse_unet(folder: Path, out: Path) -> int:
+    """`out`: the reverse UNet folder `folder` with only its 32 fine-tuned tensors (1 MB for the tiny model where the
+    whole UNet is 69 MB), its config.json and any training.json beside them; `load_reverse_unet` reads it on top of
+    the forward UNet. Returns the tensor count."""
+    from safetensors.torch import load_file, save_file
+
+    folder, out = Path(folder), Path(out)
+    tensors = {n: w for n, w in load_file(str(folder / WEIGHTS)).items() if is_reverse_key(n)}
+    if len(tensors) != 32:
+        raise ValueError(f"{folder / WEIGHTS}: expected 32 reverse-motion tensors, found {len(tensors)}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
+    for name in ("config.json", "training.json"):
+        if (folder / name).exists() and (folder / name).resolve() != (out / name).resolve():
+            shutil.copyfile(folder / name, out / name)
+    return len(tensors)
 
 
 def _heads_split(attn, x):

@@ -82,7 +82,7 @@ class Models:
         self.vae = AutoencoderKLTemporalDecoder.from_pretrained(source / "vae", torch_dtype=f32).eval()
         self.clip = CLIPVisionModelWithProjection.from_pretrained(source / "image_encoder", torch_dtype=f32).eval()
         self.scheduler = EulerDiscreteScheduler.from_pretrained(source / "scheduler")
-        rev = UNetSpatioTemporalConditionModel.from_pretrained(reverse_unet, torch_dtype=f32).eval()
+        rev = gi.load_reverse_unet(reverse_unet, self.unet)
         base = UNetSpatioTemporalConditionModel.from_pretrained(reverse_base, torch_dtype=f32).eval() if reverse_base else None
         if reverse_attention == "rotated":
             self.rev_unet = gi.authors_reverse_unet(self.unet, rev, base).eval()

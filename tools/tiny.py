@@ -13,7 +13,7 @@ import torch
 from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .gi import REVERSE_KEYS
+from .gi import is_reverse_key
 
 TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH = 7, 64, 128
 TINY_SEED = 20240828
@@ -123,7 +123,7 @@ def write_tiny_source(out: Path, seed: int = TINY_SEED) -> Path:
     with torch.no_grad():
         changed = 0
         for name, p in reverse.named_parameters():
-            if any(name.endswith(k) for k in REVERSE_KEYS):
+            if is_reverse_key(name):
                 p.add_(torch.randn(p.shape, generator=gen) * 0.2)
                 changed += 1
     assert changed == 32, changed

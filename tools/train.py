@@ -13,6 +13,9 @@
         The held-out loss Algorithm 1 lowers, paired on the same clips and noise: TRF's reverse branch, GI's without
         and with the fine-tune, and the forward model on the clips played forwards (a time-symmetric world shows no
         gap between the last and TRF: nothing for the fine-tune to learn).
+    python -m tools.train slim --reverse-unet DIR/unet --out DIR
+        The fine-tune's 32 tensors alone (config.json beside them): every tool that takes a reverse UNet folder
+        takes this one too, on top of the forward UNet (how models/tiny/source keeps it small).
     python -m tools.train plot --log DIR/log.jsonl --out curve.png
 
 --data: the procedural world ('world', or 'world:rightward' for its one-way motion, tools.world.MOTIONS) or a folder
@@ -645,7 +648,7 @@ def forward(a) -> int:
 def trainable_reverse_params(unet) -> dict[str, torch.nn.Parameter]:
     """The 32 tensors Algorithm 1 trains; everything else is frozen."""
     unet.requires_grad_(False)
-    named = {n: p for n, p in unet.named_parameters() if any(n.endswith(k) for k in gi.REVERSE_KEYS)}
+    named = {n: p for n, p in unet.named_parameters() if gi.is_reverse_key(n)}
     if len(named) != 32:
         raise SystemExit(f"train: expected 32 reverse-motion tensors (16 temporal attn1 × to_v/to_out.0), found "
                          f"{len(named)}: is this an SVD UNet?")
@@ -828,7 +831,7 @@ def check_reverse(a) -> int:
             raise SystemExit(f"train: {folder} is not a UNet folder (no config.json): expected the unet/ that "
                              "`tools.train reverse` wrote (--reverse-unet) or the UNet it started from "
                              "(--reverse-base)")
-    rev_unet = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_unet, torch_dtype=torch.float32)
+    rev_unet = gi.load_reverse_unet(a.reverse_unet, unet)
     base = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_base, torch_dtype=torch.float32) \
         if a.reverse_base else None
     # one UNet serves every branch (a real SVD UNet is 6 GB): the branches differ in the 32 tensors and in what the
@@ -968,7 +971,7 @@ def widen(a) -> int:
     unet = UNetSpatioTemporalConditionModel.from_pretrained(a.svd / "unet", torch_dtype=torch.float32)
     widen_unet(unet, a.factor, a.noise, a.seed).save_pretrained(a.out / "unet")
     if a.reverse_unet:  # exactly (no noise): only its 32 fine-tuned tensors are used, through --init-reverse
-        rev = UNetSpatioTemporalConditionModel.from_pretrained(a.reverse_unet, torch_dtype=torch.float32)
+        rev = gi.load_reverse_unet(a.reverse_unet, unet)
         widen_unet(rev, a.factor).save_pretrained(a.out / "reverse_unet")
     before = a.svd / "training.json"
     (a.out / "training.json").write_text(json.dumps({
@@ -976,6 +979,19 @@ def widen(a) -> int:
         "block_out_channels": [c * a.factor for c in unet.config.block_out_channels],
         "widened_from": json.loads(before.read_text()) if before.exists() else None}, indent=2))
     print(f"train: wrote {a.out} (UNet widths × {a.factor})", file=sys.stderr)
+    return 0
+
+
+def slim(a) -> int:
+    """The fine-tuned UNet folder without the weights it shares with the forward UNet (what models/tiny/source keeps:
+    the rest is the forward unet/ beside it)."""
+    if a.out.exists() and a.out.resolve() != a.reverse_unet.resolve():
+        raise SystemExit(f"train: slim --out {a.out} exists; pick a new folder")
+    try:
+        n = gi.write_slim_reverse_unet(a.reverse_unet, a.out)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"train: slim: {e}")
+    print(f"train: wrote {a.out} ({n} fine-tuned tensors)", file=sys.stderr)
     return 0
 
 
@@ -1153,6 +1169,11 @@ def main(argv=None) -> int:
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--reverse-unet", type=Path, help="also widen this fine-tuned UNet (to OUT/reverse_unet)")
     w.set_defaults(func=widen)
+
+    s = sub.add_parser("slim", help="keep only the 32 fine-tuned tensors of a reverse UNet folder (1 MB, not 69)")
+    s.add_argument("--reverse-unet", type=Path, required=True, help="the UNet folder `reverse` wrote")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=slim)
 
     p = sub.add_parser("plot", help="loss curve PNG from a log.jsonl")
     p.add_argument("--log", type=Path, required=True)

@@ -117,12 +117,12 @@ encode_split 0 "$RIGHTWARD_POOL_CLIPS" "$run/pool-rightward" world:rightward
   --steps "$WIDE_DECODER_STEPS" --batch 2 --lr 2e-4 --seed 5 --autocast bf16 --checkpoint-every 100
 with_vae "$run/fwd6/svd" "$run/dec2/vae" "$run/final"
 
-# 11. package + committed source (the reverse UNet folder beside the forward folders; no delta base: its 32 tensors
-#     are taken as they are), and the demo keyframes and the plugin test's pairs in the same world
+# 11. package + committed source (the reverse UNet folder beside the forward folders, slim: only its 32 tensors,
+#     taken as they are, with no delta base), and the demo keyframes and the plugin test's pairs in the same world
 "$py" -m tools.export --svd "$run/final" --reverse-unet "$run/rev2/unet" --out models/tiny --frames 7 --height 64 \
   --width 128 --name tiny-world-rightward-w2-d1200 >/dev/null
 rm -rf models/tiny/source && cp -r "$run/final" models/tiny/source
-cp -r "$run/rev2/unet" models/tiny/source/reverse_unet
+"$py" -m tools.train slim --reverse-unet "$run/rev2/unet" --out models/tiny/source/reverse_unet
 cp "$run/rev2/training.json" models/tiny/source/reverse_unet/  # how the 32 tensors were trained, beside them
 "$py" -m tools.world --fixtures . --motion rightward
 echo "models/tiny rebuilt from $run"

@@ -96,6 +96,46 @@ def test_onnx_unet_equals_authors_construction(tiny_package, tiny_source):
     assert err <= TOL
 
 
+def test_a_slim_reverse_unet_gives_the_same_fine_tune_in_a_fiftieth_of_the_bytes(tiny_source, tmp_path):
+    """The 32 tensors alone (tools.train slim) stand for the whole reverse UNet folder: same merged weights."""
+    from safetensors import safe_open
+
+    from tools import train
+
+    full, slim = tiny_source / "reverse_unet", tmp_path / "slim"
+    assert train.main(["slim", "--reverse-unet", str(full), "--out", str(slim)]) == 0
+    with safe_open(str(slim / gi.WEIGHTS), "pt") as f:
+        assert len(list(f.keys())) == 32 and all(gi.is_reverse_key(n) for n in f.keys())
+    assert (slim / gi.WEIGHTS).stat().st_size * 50 < (full / gi.WEIGHTS).stat().st_size
+    assert (slim / "config.json").read_bytes() == (full / "config.json").read_bytes()
+    unet, _, _, rev_full, base = load_folders(tiny_source, full, tiny_source / "reverse_base")
+    rev_slim = load_folders(tiny_source, slim, tiny_source / "reverse_base")[3]
+    for b in (base, None):
+        want, got = gi.merge_reverse_weights(unet, rev_full, b), gi.merge_reverse_weights(unet, rev_slim, b)
+        assert sorted(want) == sorted(got) and all(torch.equal(want[n], got[n]) for n in want)
+    with pytest.raises(SystemExit, match="exists; pick a new folder"):
+        train.main(["slim", "--reverse-unet", str(full), "--out", str(tiny_source)])
+
+
+def test_a_slim_reverse_unet_that_does_not_fit_the_forward_unet_is_refused(tiny_source, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from tools.widen import widen_unet
+
+    slim = tmp_path / "slim"
+    gi.write_slim_reverse_unet(tiny_source / "reverse_unet", slim)
+    unet = load_folders(tiny_source, tiny_source / "reverse_unet", None)[0]
+    wrong = r"attn1\.to_\S+ is \(\d+, \d+\), the forward UNet's is \(\d+, \d+\): fine-tuned from another model"
+    with pytest.raises(ValueError, match=wrong):
+        gi.load_reverse_unet(slim, widen_unet(unet, 2))
+    tensors = load_file(str(slim / gi.WEIGHTS))
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    save_file(tensors, str(slim / gi.WEIGHTS))
+    with pytest.raises(ValueError, match=f"exactly the 32 fine-tuned tensors of the forward UNet; missing \\['{dropped}"):
+        gi.load_reverse_unet(slim, unet)
+
+
 def test_committed_tiny_package_matches_a_fresh_export_of_its_committed_source(tmp_path):
     """models/tiny is exactly what the exporter makes of models/tiny/source (the trained folders, committed beside
     it), with the recipe's arguments (tools/train_tiny.sh)."""
