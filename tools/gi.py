@@ -87,21 +87,38 @@ def load_reverse_unet(folder: Path, forward_unet):
     return UNetSpatioTemporalConditionModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
 
 
+def reverse_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """The 32 fine-tuned tensors of a reverse UNet folder, whole or slim."""
+    from safetensors import safe_open
+
+    weights = Path(folder) / WEIGHTS
+    with safe_open(str(weights), "pt") as f:  # reads the 32 alone, not a whole (real: 6 GB) UNet
+        tensors = {n: f.get_tensor(n) for n in f.keys() if is_reverse_key(n)}
+    if len(tensors) != 32:
+        raise ValueError(f"{weights}: expected 32 reverse-motion tensors, found {len(tensors)}")
+    return tensors
+
+
+def save_slim_reverse_unet(tensors: dict[str, torch.Tensor], config_from: Path, out: Path) -> None:
+    """Writes a slim reverse UNet folder: `tensors` (the 32) and the UNet config.json of `config_from`."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({n: w.contiguous() for n, w in tensors.items()}, str(out / WEIGHTS), metadata={"format": "pt"})
+    if (Path(config_from) / "config.json").resolve() != (out / "config.json").resolve():
+        shutil.copyfile(Path(config_from) / "config.json", out / "config.json")
+
+
 def write_slim_reverse_unet(folder: Path, out: Path) -> int:
     """`out`: the reverse UNet folder `folder` with only its 32 fine-tuned tensors (1 MB for the tiny model where the
     whole UNet is 69 MB), its config.json and any training.json beside them; `load_reverse_unet` reads it on top of
     the forward UNet. Returns the tensor count."""
-    from safetensors.torch import load_file, save_file
-
     folder, out = Path(folder), Path(out)
-    tensors = {n: w for n, w in load_file(str(folder / WEIGHTS)).items() if is_reverse_key(n)}
-    if len(tensors) != 32:
-        raise ValueError(f"{folder / WEIGHTS}: expected 32 reverse-motion tensors, found {len(tensors)}")
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
-    for name in ("config.json", "training.json"):
-        if (folder / name).exists() and (folder / name).resolve() != (out / name).resolve():
-            shutil.copyfile(folder / name, out / name)
+    tensors = reverse_tensors(folder)
+    save_slim_reverse_unet(tensors, folder, out)
+    record = folder / "training.json"
+    if record.exists() and record.resolve() != (out / "training.json").resolve():
+        shutil.copyfile(record, out / "training.json")
     return len(tensors)
 
 

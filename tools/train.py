@@ -13,6 +13,9 @@
         The held-out loss Algorithm 1 lowers, paired on the same clips and noise: TRF's reverse branch, GI's without
         and with the fine-tune, and the forward model on the clips played forwards (a time-symmetric world shows no
         gap between the last and TRF: nothing for the fine-tune to learn).
+    python -m tools.train average --svd DIR DIR2 [--reverse-unet REV REV2] [--weight 0.5] --out DIR
+        Two runs of one model averaged weight by weight: the UNets (and the fine-tunes' 32 tensors); VAE and image
+        encoder must be the same in both.
     python -m tools.train slim --reverse-unet DIR/unet --out DIR
         The fine-tune's 32 tensors alone (config.json beside them): every tool that takes a reverse UNet folder
         takes this one too, on top of the forward UNet (how models/tiny/source keeps it small).
@@ -982,6 +985,82 @@ def widen(a) -> int:
     return 0
 
 
+def average_tensors(a_sd: dict, b_sd: dict, weight_b: float, what: str) -> dict:
+    """(1 − w)·A + w·B tensor by tensor, for two runs of one model (same names, shapes and dtypes)."""
+    if a_sd.keys() != b_sd.keys():
+        only_a, only_b = sorted(a_sd.keys() - b_sd.keys()), sorted(b_sd.keys() - a_sd.keys())
+        raise SystemExit(f"train: average: the two {what} are not one model: only in the first {only_a[:3]}, only in "
+                         f"the second {only_b[:3]}")
+    out = {}
+    for n, x in a_sd.items():
+        y = b_sd[n]
+        if x.shape != y.shape or x.dtype != y.dtype:
+            raise SystemExit(f"train: average: {what}: {n} is {tuple(x.shape)} {x.dtype} in the first and "
+                             f"{tuple(y.shape)} {y.dtype} in the second: not one model")
+        out[n] = (1 - weight_b) * x + weight_b * y if x.is_floating_point() else x
+    return out
+
+
+def same_weights(x: Path, y: Path) -> bool:
+    """Whether two model folders hold the same tensors (names and values), whatever wrote their files."""
+    from safetensors.torch import load_file
+
+    fx, fy = sorted(x.glob("*.safetensors")), sorted(y.glob("*.safetensors"))
+    if not fx or [f.name for f in fx] != [f.name for f in fy]:
+        return False
+    for a, b in zip(fx, fy):
+        ta, tb = load_file(str(a)), load_file(str(b))
+        if ta.keys() != tb.keys() or not all(torch.equal(ta[n], tb[n]) for n in ta):
+            return False
+    return True
+
+
+def average(a) -> int:
+    """Two runs of one model averaged weight by weight (a two-point weight average, as stochastic weight averaging
+    does along one run): the forward UNets of two SVD folders and, with --reverse-unet, their fine-tunes' 32 tensors
+    (written slim). Everything else is the first folder's, and must be the second's too."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    first, second = a.svd
+    if not 0 < a.weight < 1:
+        raise SystemExit(f"train: average --weight {a.weight}: the second run's share must lie strictly between 0 "
+                         "and 1")
+    if a.out.exists():
+        raise SystemExit(f"train: average --out {a.out} exists; pick a new folder")
+    for part in ("vae", "image_encoder"):
+        if not same_weights(first / part, second / part):
+            raise SystemExit(f"train: average: {first} and {second} differ in {part}/; only UNets are averaged, "
+                             "so the second run's would be lost")
+    unet = average_tensors(load_file(str(first / "unet" / gi.WEIGHTS)), load_file(str(second / "unet" / gi.WEIGHTS)),
+                           a.weight, "UNets")
+    shutil.copytree(first, a.out, ignore=shutil.ignore_patterns("unet", "reverse_unet", "training.json"))
+    shutil.copytree(first / "unet", a.out / "unet", ignore=shutil.ignore_patterns(gi.WEIGHTS))
+    save_file(unet, str(a.out / "unet" / gi.WEIGHTS), metadata={"format": "pt"})
+
+    def record(folder: Path) -> dict | None:
+        return json.loads((folder / "training.json").read_text()) if (folder / "training.json").exists() else None
+
+    (a.out / "training.json").write_text(json.dumps({
+        "stage": "average", "weight_of_second": a.weight, "svd": [str(s) for s in a.svd],
+        "first": record(first), "second": record(second)}, indent=2))
+    if a.reverse_unet:
+        rev_first, rev_second = a.reverse_unet
+        tuned = average_tensors(gi.reverse_tensors(rev_first), gi.reverse_tensors(rev_second), a.weight,
+                                "fine-tunes")
+        for n, w in tuned.items():
+            if w.shape != unet[n].shape:
+                raise SystemExit(f"train: average: the fine-tunes' {n} is {tuple(w.shape)}, the UNets' "
+                                 f"{tuple(unet[n].shape)}: fine-tuned from another model")
+        gi.save_slim_reverse_unet(tuned, rev_first, a.out / "reverse_unet")
+        (a.out / "reverse_unet" / "training.json").write_text(json.dumps({
+            "stage": "average", "weight_of_second": a.weight, "reverse_unet": [str(r) for r in a.reverse_unet],
+            "first": record(rev_first), "second": record(rev_second)}, indent=2))
+    print(f"train: wrote {a.out} ({1 - a.weight:g} of {first}, {a.weight:g} of {second})", file=sys.stderr)
+    return 0
+
+
 def slim(a) -> int:
     """The fine-tuned UNet folder without the weights it shares with the forward UNet (what models/tiny/source keeps:
     the rest is the forward unet/ beside it)."""
@@ -1169,6 +1248,15 @@ def main(argv=None) -> int:
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--reverse-unet", type=Path, help="also widen this fine-tuned UNet (to OUT/reverse_unet)")
     w.set_defaults(func=widen)
+
+    v = sub.add_parser("average", help="two runs of one model averaged weight by weight (UNets and fine-tunes)")
+    v.add_argument("--svd", type=Path, nargs=2, required=True, metavar=("FIRST", "SECOND"),
+                   help="two diffusers SVD folders of one model (e.g. a shipped one and its continuation)")
+    v.add_argument("--reverse-unet", type=Path, nargs=2, metavar=("FIRST", "SECOND"),
+                   help="their fine-tunes (whole or slim folders): averaged too, into OUT/reverse_unet (slim)")
+    v.add_argument("--weight", type=float, default=0.5, help="the second run's share")
+    v.add_argument("--out", type=Path, required=True)
+    v.set_defaults(func=average)
 
     s = sub.add_parser("slim", help="keep only the 32 fine-tuned tensors of a reverse UNet folder (1 MB, not 69)")
     s.add_argument("--reverse-unet", type=Path, required=True, help="the UNet folder `reverse` wrote")

@@ -132,7 +132,8 @@ def test_a_slim_reverse_unet_that_does_not_fit_the_forward_unet_is_refused(tiny_
     dropped = sorted(tensors)[0]
     del tensors[dropped]
     save_file(tensors, str(slim / gi.WEIGHTS))
-    with pytest.raises(ValueError, match=f"exactly the 32 fine-tuned tensors of the forward UNet; missing \\['{dropped}"):
+    with pytest.raises(ValueError,
+                       match=f"exactly the 32 fine-tuned tensors of the forward UNet; missing \\['{dropped}"):
         gi.load_reverse_unet(slim, unet)
 
 

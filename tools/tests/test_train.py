@@ -517,3 +517,67 @@ def test_a_pool_without_moving_cells_gets_them_from_encode_and_forward_names_the
     again = torch.load(shard, weights_only=True)
     assert torch.equal(again["moving"], e["moving"]) and torch.equal(again["mean"], e["mean"])
     assert train.main(fwd) == 0
+
+
+def _second_run(first, out, seed=0):
+    """A copy of the SVD folder `first` whose UNet moved a little, as a continuation's would, and a slim fine-tune of
+    it that moved too: (its folder, its fine-tune's folder)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(first, out, ignore=shutil.ignore_patterns("reverse_unet", "reverse_base"))
+    gen = torch.Generator().manual_seed(seed)
+    moved = {n: w + 0.01 * torch.randn(w.shape, generator=gen) for n, w in
+             load_file(str(first / "unet" / gi.WEIGHTS)).items()}
+    save_file(moved, str(out / "unet" / gi.WEIGHTS), metadata={"format": "pt"})
+    tuned = {n: w + 0.01 * torch.randn(w.shape, generator=gen) for n, w in
+             gi.reverse_tensors(first / "reverse_unet").items()}
+    gi.save_slim_reverse_unet(tuned, first / "reverse_unet", out / "rev")
+    return out, out / "rev"
+
+
+def test_average_is_the_weighted_mean_of_two_runs_unets_and_fine_tunes(tiny_source, tmp_path):
+    from safetensors.torch import load_file
+
+    from tools.export import load_folders
+
+    second, second_rev = _second_run(tiny_source, tmp_path / "second")
+    out = tmp_path / "avg"
+    assert train.main(["average", "--svd", str(tiny_source), str(second), "--reverse-unet",
+                       str(tiny_source / "reverse_unet"), str(second_rev), "--weight", "0.25", "--out", str(out)]) == 0
+    ua, ub, got = (load_file(str(d / "unet" / gi.WEIGHTS)) for d in (tiny_source, second, out))
+    assert got.keys() == ua.keys() and all(torch.equal(got[n], 0.75 * ua[n] + 0.25 * ub[n]) for n in ua)
+    ra, rb = gi.reverse_tensors(tiny_source / "reverse_unet"), gi.reverse_tensors(second_rev)
+    tuned = load_file(str(out / "reverse_unet" / gi.WEIGHTS))  # slim: the 32 alone
+    assert tuned.keys() == ra.keys() and all(torch.equal(tuned[n], 0.75 * ra[n] + 0.25 * rb[n]) for n in ra)
+    assert train.same_weights(out / "vae", tiny_source / "vae")
+    assert train.same_weights(out / "image_encoder", tiny_source / "image_encoder")
+    record = json.loads((out / "training.json").read_text())
+    assert record["stage"] == "average" and record["weight_of_second"] == 0.25
+    # what the exporter builds from it: the averaged UNet with the averaged 32 tensors
+    unet, _, _, rev, _ = load_folders(out, out / "reverse_unet", None)
+    merged = gi.merge_reverse_weights(unet, rev)
+    assert all(torch.equal(merged[n], tuned[n]) for n in tuned)
+
+
+def test_average_refuses_what_is_not_two_runs_of_one_model(tiny_source, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    second, _ = _second_run(tiny_source, tmp_path / "second")
+    args = ["average", "--svd", str(tiny_source), str(second)]
+    with pytest.raises(SystemExit, match=r"--weight 1.0: the second run's share must lie strictly between 0 and 1"):
+        train.main(args + ["--weight", "1", "--out", str(tmp_path / "o1")])
+    with pytest.raises(SystemExit, match=r"exists; pick a new folder"):
+        train.main(args + ["--out", str(second)])
+    vae = load_file(str(second / "vae" / gi.WEIGHTS))
+    name = sorted(vae)[0]
+    vae[name] = vae[name] + 1
+    save_file(vae, str(second / "vae" / gi.WEIGHTS), metadata={"format": "pt"})
+    with pytest.raises(SystemExit, match=r"differ in vae/; only UNets are averaged"):
+        train.main(args + ["--out", str(tmp_path / "o2")])
+    shutil.copytree(tiny_source / "vae", second / "vae", dirs_exist_ok=True)
+    unet = load_file(str(second / "unet" / gi.WEIGHTS))
+    dropped = sorted(unet)[0]
+    del unet[dropped]
+    save_file(unet, str(second / "unet" / gi.WEIGHTS), metadata={"format": "pt"})
+    with pytest.raises(SystemExit, match=rf"the two UNets are not one model: only in the first \['{dropped}'\]"):
+        train.main(args + ["--out", str(tmp_path / "o3")])
