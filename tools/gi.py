@@ -61,30 +61,33 @@ def load_reverse_unet(folder: Path, forward_unet):
     from diffusers import UNetSpatioTemporalConditionModel
     from safetensors import safe_open
 
-    folder = Path(folder)
-    weights = folder / WEIGHTS
+    weights = Path(folder) / WEIGHTS
+    tensors = {}
     if weights.exists():
         with safe_open(str(weights), "pt") as f:
-            names = set(f.keys())
-        if names and all(is_reverse_key(n) for n in names):
-            want = {n for n in forward_unet.state_dict() if is_reverse_key(n)}
-            if names != want:
-                missing, extra = sorted(want - names), sorted(names - want)
-                raise ValueError(f"{weights}: a slim reverse UNet must hold exactly the 32 fine-tuned tensors of the "
-                                 f"forward UNet; missing {missing[:3]}, unknown {extra[:3]}")
-            from safetensors.torch import load_file
+            if all(is_reverse_key(n) for n in f.keys()):
+                tensors = {n: f.get_tensor(n) for n in f.keys()}
+    if not tensors:
+        return UNetSpatioTemporalConditionModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    rev = copy.deepcopy(forward_unet)
+    sd = rev.state_dict()
+    check_fine_tune_fits(tensors, sd, str(weights))
+    sd.update({n: w.to(sd[n].dtype) for n, w in tensors.items()})
+    rev.load_state_dict(sd)
+    return rev.eval()
 
-            tensors = load_file(str(weights))
-            rev = copy.deepcopy(forward_unet)
-            sd = rev.state_dict()
-            for n, w in tensors.items():
-                if w.shape != sd[n].shape:
-                    raise ValueError(f"{weights}: {n} is {tuple(w.shape)}, the forward UNet's is "
-                                     f"{tuple(sd[n].shape)}: fine-tuned from another model")
-                sd[n] = w.to(sd[n].dtype)
-            rev.load_state_dict(sd)
-            return rev.eval()
-    return UNetSpatioTemporalConditionModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+
+def check_fine_tune_fits(tensors: dict[str, torch.Tensor], unet_sd: dict[str, torch.Tensor], where: str) -> None:
+    """ValueError unless `tensors` are exactly the 32 fine-tuned tensors of the UNet whose state dict is `unet_sd`."""
+    want = {n for n in unet_sd if is_reverse_key(n)}
+    if tensors.keys() != want:
+        missing, extra = sorted(want - tensors.keys()), sorted(tensors.keys() - want)
+        raise ValueError(f"{where}: a fine-tune must hold exactly the 32 fine-tuned tensors of the forward UNet; "
+                         f"missing {missing[:3]}, unknown {extra[:3]}")
+    for n, w in tensors.items():
+        if w.shape != unet_sd[n].shape:
+            raise ValueError(f"{where}: {n} is {tuple(w.shape)}, the forward UNet's is {tuple(unet_sd[n].shape)}: "
+                             "fine-tuned from another model")
 
 
 def reverse_tensors(folder: Path) -> dict[str, torch.Tensor]:

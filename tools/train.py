@@ -1049,10 +1049,10 @@ def average(a) -> int:
         rev_first, rev_second = a.reverse_unet
         tuned = average_tensors(gi.reverse_tensors(rev_first), gi.reverse_tensors(rev_second), a.weight,
                                 "fine-tunes")
-        for n, w in tuned.items():
-            if w.shape != unet[n].shape:
-                raise SystemExit(f"train: average: the fine-tunes' {n} is {tuple(w.shape)}, the UNets' "
-                                 f"{tuple(unet[n].shape)}: fine-tuned from another model")
+        try:
+            gi.check_fine_tune_fits(tuned, unet, "the averaged fine-tune")
+        except ValueError as e:
+            raise SystemExit(f"train: average: {e}")
         gi.save_slim_reverse_unet(tuned, rev_first, a.out / "reverse_unet")
         (a.out / "reverse_unet" / "training.json").write_text(json.dumps({
             "stage": "average", "weight_of_second": a.weight, "reverse_unet": [str(r) for r in a.reverse_unet],
